@@ -1,0 +1,64 @@
+package dnsmsg
+
+import "encoding/binary"
+
+// AdvertisedUDPSize is the payload size the proxy states in the OPT records of
+// its own replies: the DNS Flag Day 2020 value, safe from fragmentation.
+const AdvertisedUDPSize = 1232
+
+// optLen is the size of a bare OPT record: root name, type, class, TTL and an
+// empty RDATA.
+const optLen = 11
+
+// Reply builds the proxy's own answer to q with the given response code:
+// the client's ID, opcode, RD and CD bits, the question, and an OPT record
+// when the query had one. It is used for REFUSED, SERVFAIL and FORMERR.
+func Reply(q *Query, rcode int) []byte {
+	flags := flagQR | q.Flags&(opcodeMask|flagRD|flagCD) | uint16(rcode&rcodeMask)
+	return build(q, q.ID, flags, nil)
+}
+
+// Truncated builds the reply that replaces an answer too large for a UDP
+// client: the answer's ID, flags and rcode with TC set, the question of the
+// query, no records, and the answer's OPT record (or a bare one when the query
+// had EDNS and the answer did not), so that the client retries over TCP
+// (RFC 1035 §4.2.1, RFC 6891 §7). answer must be at least HeaderLen long.
+func Truncated(q *Query, answer []byte) []byte {
+	flags := binary.BigEndian.Uint16(answer[2:]) | flagTC
+	var opt []byte
+	if q.EDNS {
+		if s, e, ok := FindOPT(answer); ok {
+			opt = answer[s:e]
+		}
+	}
+	return build(q, ID(answer), flags, opt)
+}
+
+func build(q *Query, id, flags uint16, opt []byte) []byte {
+	n := HeaderLen + len(q.Question)
+	if q.EDNS {
+		if opt == nil {
+			n += optLen
+		} else {
+			n += len(opt)
+		}
+	}
+	msg := make([]byte, HeaderLen, n)
+	binary.BigEndian.PutUint16(msg[0:], id)
+	binary.BigEndian.PutUint16(msg[2:], flags)
+	if len(q.Question) > 0 {
+		binary.BigEndian.PutUint16(msg[4:], 1)
+	}
+	msg = append(msg, q.Question...)
+	if q.EDNS {
+		binary.BigEndian.PutUint16(msg[10:], 1)
+		if opt != nil {
+			msg = append(msg, opt...)
+		} else {
+			// Keep the client's DO bit; version 0, no options.
+			msg = append(msg, 0, 0, typeOPT, byte(AdvertisedUDPSize>>8), byte(AdvertisedUDPSize&0xFF),
+				0, 0, byte(q.OPTTTL>>8)&0x80, 0, 0, 0)
+		}
+	}
+	return msg
+}

@@ -1,0 +1,186 @@
+package dnsmsg
+
+import "encoding/binary"
+
+const (
+	typeOPT    = 41
+	maxPointer = 0xC0
+)
+
+// Query is what the proxy needs to know about a client's query. It refers to
+// the bytes it was parsed from and must not outlive them.
+type Query struct {
+	// ID is the client's message ID.
+	ID uint16
+	// Flags is the header's flags word.
+	Flags uint16
+	// Question holds the raw question section: empty when QDCOUNT is 0,
+	// otherwise the name, type and class of the single question.
+	Question []byte
+	// EDNS reports whether the query carries an OPT record.
+	EDNS bool
+	// UDPSize is the requestor's UDP payload size from the OPT record; zero
+	// when there is none.
+	UDPSize uint16
+	// OPTTTL is the OPT record's TTL field (extended rcode, version, DO bit).
+	OPTTTL uint32
+}
+
+// MaxUDPAnswer returns the largest UDP answer the client accepts: 512 bytes
+// without EDNS(0), otherwise the advertised payload size, never below 512
+// (RFC 6891 §6.2.3, §6.2.5).
+func (q *Query) MaxUDPAnswer() int {
+	if !q.EDNS || q.UDPSize < MinUDPSize {
+		return MinUDPSize
+	}
+	return int(q.UDPSize)
+}
+
+// ParseQuery reads the header, the question and the OPT record of a query.
+// It fails with ErrShort or ErrNotQuery for packets that should be dropped
+// silently, and with ErrMalformed for those that deserve a FORMERR.
+func ParseQuery(msg []byte) (Query, error) {
+	var q Query
+	if len(msg) < HeaderLen {
+		return q, ErrShort
+	}
+	q.ID = ID(msg)
+	q.Flags = binary.BigEndian.Uint16(msg[2:])
+	if q.Flags&flagQR != 0 {
+		return q, ErrNotQuery
+	}
+	qd := binary.BigEndian.Uint16(msg[4:])
+	an := binary.BigEndian.Uint16(msg[6:])
+	ns := binary.BigEndian.Uint16(msg[8:])
+	ar := binary.BigEndian.Uint16(msg[10:])
+	off := HeaderLen
+	switch qd {
+	case 0:
+	case 1:
+		end, ok := skipQuestion(msg, off, false)
+		if !ok {
+			return q, ErrMalformed
+		}
+		q.Question = msg[off:end]
+		off = end
+	default:
+		// Multiple questions are undefined in practice (RFC 9619).
+		return q, ErrMalformed
+	}
+	for i := 0; i < int(an)+int(ns); i++ {
+		end, ok := skipRR(msg, off)
+		if !ok {
+			return q, ErrMalformed
+		}
+		off = end
+	}
+	for i := 0; i < int(ar); i++ {
+		start := off
+		end, ok := skipRR(msg, off)
+		if !ok {
+			return q, ErrMalformed
+		}
+		if isOPT(msg, start) {
+			if q.EDNS {
+				return q, ErrMalformed // at most one OPT (RFC 6891 §6.1.1)
+			}
+			q.EDNS = true
+			q.UDPSize, q.OPTTTL = optFields(msg, start)
+		}
+		off = end
+	}
+	return q, nil
+}
+
+// FindOPT returns the bounds of the OPT record in any well-formed message.
+func FindOPT(msg []byte) (start, end int, ok bool) {
+	if len(msg) < HeaderLen {
+		return 0, 0, false
+	}
+	qd := int(binary.BigEndian.Uint16(msg[4:]))
+	rr := int(binary.BigEndian.Uint16(msg[6:])) + int(binary.BigEndian.Uint16(msg[8:]))
+	ar := int(binary.BigEndian.Uint16(msg[10:]))
+	off := HeaderLen
+	for i := 0; i < qd; i++ {
+		if off, ok = skipQuestion(msg, off, true); !ok {
+			return 0, 0, false
+		}
+	}
+	for i := 0; i < rr; i++ {
+		if off, ok = skipRR(msg, off); !ok {
+			return 0, 0, false
+		}
+	}
+	for i := 0; i < ar; i++ {
+		s := off
+		if off, ok = skipRR(msg, off); !ok {
+			return 0, 0, false
+		}
+		if isOPT(msg, s) {
+			return s, off, true
+		}
+	}
+	return 0, 0, false
+}
+
+// skipName returns the offset just past the domain name at off. A
+// compression pointer ends the name; pointers are allowed only where
+// allowPointer is set, and their targets are not followed because nothing
+// here needs the name's text.
+func skipName(msg []byte, off int, allowPointer bool) (int, bool) {
+	total := 0
+	for {
+		if off >= len(msg) {
+			return 0, false
+		}
+		l := int(msg[off])
+		switch {
+		case l == 0:
+			return off + 1, true
+		case l&maxPointer == maxPointer:
+			if !allowPointer || off+2 > len(msg) {
+				return 0, false
+			}
+			return off + 2, true
+		case l&maxPointer != 0:
+			return 0, false // 0x40 and 0x80 label types are obsolete
+		}
+		total += l + 1
+		if total > 254 {
+			return 0, false // names are at most 255 octets (RFC 1035 §2.3.4)
+		}
+		off += l + 1
+	}
+}
+
+func skipQuestion(msg []byte, off int, allowPointer bool) (int, bool) {
+	end, ok := skipName(msg, off, allowPointer)
+	if !ok || end+4 > len(msg) {
+		return 0, false
+	}
+	return end + 4, true
+}
+
+// skipRR returns the offset just past the resource record at off.
+func skipRR(msg []byte, off int) (int, bool) {
+	end, ok := skipName(msg, off, true)
+	if !ok || end+10 > len(msg) {
+		return 0, false
+	}
+	rdlen := int(binary.BigEndian.Uint16(msg[end+8:]))
+	end += 10 + rdlen
+	if end > len(msg) {
+		return 0, false
+	}
+	return end, true
+}
+
+// isOPT reports whether the well-formed record at off is an OPT record: the
+// root name followed by type 41.
+func isOPT(msg []byte, off int) bool {
+	return msg[off] == 0 && binary.BigEndian.Uint16(msg[off+1:]) == typeOPT
+}
+
+func optFields(msg []byte, off int) (size uint16, ttl uint32) {
+	return binary.BigEndian.Uint16(msg[off+3:]), binary.BigEndian.Uint32(msg[off+5:])
+}

@@ -1,0 +1,327 @@
+package dottest
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"encoding/binary"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Options shape a Server's behaviour. The zero value answers every query in
+// order, at once, with DefaultHandler.
+type Options struct {
+	// Addr is the address to listen on; default 127.0.0.1:0.
+	Addr string
+	// Cert is the server certificate; default a leaf for 127.0.0.1, ::1,
+	// localhost and dns.test issued by the server's own CA.
+	Cert *tls.Certificate
+	// Handler builds the answer to a query; nil means DefaultHandler.
+	// Returning nil sends nothing for that query.
+	Handler func(q *dns.Msg) *dns.Msg
+	// Delay, when set, holds each answer back for the duration it returns.
+	Delay func(q *dns.Msg) time.Duration
+	// Concurrent answers each query in its own goroutine, so that answers
+	// leave in the order their delays end rather than the order queries came.
+	Concurrent bool
+	// Reverse, when above 1, collects that many queries on a connection
+	// before answering them all in reverse order.
+	Reverse int
+	// IdleClose closes a connection that has been idle this long.
+	IdleClose time.Duration
+	// CloseAfter closes a connection after answering this many queries on it.
+	CloseAfter int
+	// Silent reports, for the n-th accepted connection (from 0), whether the
+	// server reads its queries but never answers and never closes it.
+	Silent func(conn int) bool
+	// ResetMidAnswer reports, for the n-th connection, whether the server
+	// writes half of its first answer and then resets the connection.
+	ResetMidAnswer func(conn int) bool
+}
+
+// Server is a DNS-over-TLS server on loopback. Its methods are safe for
+// concurrent use.
+type Server struct {
+	// Addr is the host:port the server listens on.
+	Addr string
+	// CA issued the default certificate; trust CA.Pool to verify it.
+	CA *CA
+
+	opts    Options
+	ln      net.Listener
+	queries atomic.Int64
+	accepts atomic.Int64
+	open    atomic.Int64
+
+	// closed receives the index of each connection when it ends.
+	closed chan int
+
+	mu    sync.Mutex
+	raw   bytes.Buffer
+	conns map[net.Conn]struct{}
+	done  bool
+	wg    sync.WaitGroup
+}
+
+// Start runs a server with opts until the test ends.
+func Start(tb testing.TB, opts Options) *Server {
+	tb.Helper()
+	s := &Server{opts: opts, closed: make(chan int, 4096), conns: map[net.Conn]struct{}{}}
+	if s.opts.Addr == "" {
+		s.opts.Addr = "127.0.0.1:0"
+	}
+	if s.opts.Handler == nil {
+		s.opts.Handler = DefaultHandler
+	}
+	s.CA = NewCA(tb)
+	if s.opts.Cert == nil {
+		c := s.CA.Leaf(tb, "127.0.0.1", "::1", "localhost", "dns.test")
+		s.opts.Cert = &c
+	}
+	ln, err := net.Listen("tcp", s.opts.Addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s.ln = ln
+	s.Addr = ln.Addr().String()
+	s.wg.Add(1)
+	go s.serve()
+	tb.Cleanup(s.Close)
+	return s
+}
+
+// Queries returns how many queries the server has read.
+func (s *Server) Queries() int { return int(s.queries.Load()) }
+
+// Accepted returns how many TCP connections the server has accepted.
+func (s *Server) Accepted() int { return int(s.accepts.Load()) }
+
+// Open returns how many connections are open now.
+func (s *Server) Open() int { return int(s.open.Load()) }
+
+// ConnClosed delivers the index of every connection that ends.
+func (s *Server) ConnClosed() <-chan int { return s.closed }
+
+// Raw returns every byte the server received from clients, before TLS
+// decryption: what an eavesdropper on the wire would see.
+func (s *Server) Raw() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return bytes.Clone(s.raw.Bytes())
+}
+
+// Close stops the server, closes its connections and waits for them.
+func (s *Server) Close() {
+	s.mu.Lock()
+	s.done = true
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.ln.Close()
+	s.wg.Wait()
+}
+
+func (s *Server) serve() {
+	defer s.wg.Done()
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			return
+		}
+		s.mu.Lock()
+		if s.done {
+			s.mu.Unlock()
+			c.Close()
+			return
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		idx := int(s.accepts.Add(1) - 1)
+		s.open.Add(1)
+		go s.serveConn(c.(*net.TCPConn), idx)
+	}
+}
+
+// recorder copies what the client sends into the server's raw log.
+type recorder struct {
+	net.Conn
+	s *Server
+}
+
+func (r recorder) Read(p []byte) (int, error) {
+	n, err := r.Conn.Read(p)
+	r.s.mu.Lock()
+	r.s.raw.Write(p[:n])
+	r.s.mu.Unlock()
+	return n, err
+}
+
+type serverConn struct {
+	s    *Server
+	idx  int
+	tcp  *net.TCPConn
+	tls  *tls.Conn
+	wmu  sync.Mutex
+	sent int
+	wg   sync.WaitGroup
+}
+
+func (s *Server) serveConn(tcp *net.TCPConn, idx int) {
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, tcp)
+		s.mu.Unlock()
+		s.open.Add(-1)
+		select {
+		case s.closed <- idx:
+		default:
+		}
+		s.wg.Done()
+	}()
+	defer tcp.Close()
+	tc := tls.Server(recorder{tcp, s}, &tls.Config{
+		Certificates: []tls.Certificate{*s.opts.Cert},
+		NextProtos:   []string{"dot"},
+		MinVersion:   tls.VersionTLS12,
+	})
+	tcp.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := tc.Handshake(); err != nil {
+		return
+	}
+	tcp.SetDeadline(time.Time{})
+	sc := &serverConn{s: s, idx: idx, tcp: tcp, tls: tc}
+	defer sc.wg.Wait()
+	silent := s.opts.Silent != nil && s.opts.Silent(idx)
+	reset := s.opts.ResetMidAnswer != nil && s.opts.ResetMidAnswer(idx)
+	r := bufio.NewReader(tc)
+	var batch []*dns.Msg
+	for {
+		if s.opts.IdleClose > 0 {
+			tc.SetReadDeadline(time.Now().Add(s.opts.IdleClose))
+		}
+		q, err := readMsg(r)
+		if err != nil {
+			if q == nil {
+				return // EOF, deadline or closed
+			}
+			continue // unparsable query: ignore it, as a lax server would
+		}
+		s.queries.Add(1)
+		switch {
+		case silent:
+			continue
+		case reset:
+			sc.resetMidAnswer(q)
+			return
+		case s.opts.Reverse > 1:
+			batch = append(batch, q)
+			if len(batch) == s.opts.Reverse {
+				for i := len(batch) - 1; i >= 0; i-- {
+					sc.answer(batch[i])
+				}
+				batch = batch[:0]
+			}
+		case s.opts.Concurrent:
+			sc.wg.Add(1)
+			go func() {
+				defer sc.wg.Done()
+				sc.answer(q)
+			}()
+		default:
+			if !sc.answer(q) {
+				return
+			}
+		}
+	}
+}
+
+// readMsg reads one framed message. It returns (nil, err) when the stream
+// ended, and (non-nil, err) when a frame arrived but did not parse.
+func readMsg(r *bufio.Reader) (*dns.Msg, error) {
+	var hdr [2]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, binary.BigEndian.Uint16(hdr[:]))
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return nil, err
+	}
+	q := new(dns.Msg)
+	return q, q.Unpack(buf)
+}
+
+// answer writes the answer to q; it reports false once the connection should
+// end because CloseAfter was reached.
+func (sc *serverConn) answer(q *dns.Msg) bool {
+	if d := sc.s.opts.Delay; d != nil {
+		time.Sleep(d(q))
+	}
+	a := sc.s.opts.Handler(q)
+	if a == nil {
+		return true
+	}
+	out, err := a.Pack()
+	if err != nil {
+		return true
+	}
+	sc.wmu.Lock()
+	defer sc.wmu.Unlock()
+	frame := binary.BigEndian.AppendUint16(nil, uint16(len(out)))
+	sc.tls.Write(append(frame, out...))
+	sc.sent++
+	if n := sc.s.opts.CloseAfter; n > 0 && sc.sent >= n {
+		sc.tls.Close()
+		return false
+	}
+	return true
+}
+
+func (sc *serverConn) resetMidAnswer(q *dns.Msg) {
+	out, err := sc.s.opts.Handler(q).Pack()
+	if err != nil {
+		return
+	}
+	frame := binary.BigEndian.AppendUint16(nil, uint16(len(out)))
+	frame = append(frame, out...)
+	sc.tls.Write(frame[:len(frame)/2])
+	sc.tcp.SetLinger(0) // close with RST
+}
+
+// DefaultHandler answers every A query with 192.0.2.1, every query for a name
+// under "big." with TXT records totalling about 3,000 bytes, and anything
+// else with an empty NOERROR. It echoes an OPT record when the query has one.
+func DefaultHandler(q *dns.Msg) *dns.Msg {
+	a := new(dns.Msg)
+	a.SetReply(q)
+	if len(q.Question) == 1 {
+		qq := q.Question[0]
+		switch {
+		case strings.HasPrefix(qq.Name, "big."):
+			for i := 0; i < 12; i++ {
+				a.Answer = append(a.Answer, &dns.TXT{
+					Hdr: dns.RR_Header{Name: qq.Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60},
+					Txt: []string{strings.Repeat(string(rune('a'+i)), 250)},
+				})
+			}
+		case qq.Qtype == dns.TypeA:
+			a.Answer = append(a.Answer, &dns.A{
+				Hdr: dns.RR_Header{Name: qq.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60},
+				A:   net.IPv4(192, 0, 2, 1),
+			})
+		}
+	}
+	if opt := q.IsEdns0(); opt != nil {
+		a.SetEdns0(4096, opt.Do())
+	}
+	return a
+}
