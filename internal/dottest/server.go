@@ -29,6 +29,9 @@ type Options struct {
 	Handler func(q *dns.Msg) *dns.Msg
 	// Delay, when set, holds each answer back for the duration it returns.
 	Delay func(q *dns.Msg) time.Duration
+	// Hold, when set, is called before each answer and may block it, for
+	// tests that release answers on an event rather than after a time.
+	Hold func(q *dns.Msg)
 	// Concurrent answers each query in its own goroutine, so that answers
 	// leave in the order their delays end rather than the order queries came.
 	Concurrent bool
@@ -56,13 +59,16 @@ type Server struct {
 	CA *CA
 
 	opts    Options
+	tls     *tls.Config // one for all connections, so that sessions resume
 	ln      net.Listener
 	queries atomic.Int64
 	accepts atomic.Int64
 	open    atomic.Int64
 
-	// closed receives the index of each connection when it ends.
-	closed chan int
+	// accepted and closed receive the index of each connection when it
+	// starts and when it ends.
+	accepted chan int
+	closed   chan int
 
 	mu    sync.Mutex
 	raw   bytes.Buffer
@@ -74,7 +80,12 @@ type Server struct {
 // Start runs a server with opts until the test ends.
 func Start(tb testing.TB, opts Options) *Server {
 	tb.Helper()
-	s := &Server{opts: opts, closed: make(chan int, 4096), conns: map[net.Conn]struct{}{}}
+	s := &Server{
+		opts:     opts,
+		accepted: make(chan int, 4096),
+		closed:   make(chan int, 4096),
+		conns:    map[net.Conn]struct{}{},
+	}
 	if s.opts.Addr == "" {
 		s.opts.Addr = "127.0.0.1:0"
 	}
@@ -85,6 +96,11 @@ func Start(tb testing.TB, opts Options) *Server {
 	if s.opts.Cert == nil {
 		c := s.CA.Leaf(tb, "127.0.0.1", "::1", "localhost", "dns.test")
 		s.opts.Cert = &c
+	}
+	s.tls = &tls.Config{
+		Certificates: []tls.Certificate{*s.opts.Cert},
+		NextProtos:   []string{"dot"},
+		MinVersion:   tls.VersionTLS12,
 	}
 	ln, err := net.Listen("tcp", s.opts.Addr)
 	if err != nil {
@@ -106,6 +122,9 @@ func (s *Server) Accepted() int { return int(s.accepts.Load()) }
 
 // Open returns how many connections are open now.
 func (s *Server) Open() int { return int(s.open.Load()) }
+
+// ConnAccepted delivers the index of every connection the server accepts.
+func (s *Server) ConnAccepted() <-chan int { return s.accepted }
 
 // ConnClosed delivers the index of every connection that ends.
 func (s *Server) ConnClosed() <-chan int { return s.closed }
@@ -148,6 +167,10 @@ func (s *Server) serve() {
 		s.mu.Unlock()
 		idx := int(s.accepts.Add(1) - 1)
 		s.open.Add(1)
+		select {
+		case s.accepted <- idx:
+		default:
+		}
 		go s.serveConn(c.(*net.TCPConn), idx)
 	}
 }
@@ -189,11 +212,7 @@ func (s *Server) serveConn(tcp *net.TCPConn, idx int) {
 		s.wg.Done()
 	}()
 	defer tcp.Close()
-	tc := tls.Server(recorder{tcp, s}, &tls.Config{
-		Certificates: []tls.Certificate{*s.opts.Cert},
-		NextProtos:   []string{"dot"},
-		MinVersion:   tls.VersionTLS12,
-	})
+	tc := tls.Server(recorder{tcp, s}, s.tls)
 	tcp.SetDeadline(time.Now().Add(10 * time.Second))
 	if err := tc.Handshake(); err != nil {
 		return
@@ -265,6 +284,9 @@ func readMsg(r *bufio.Reader) (*dns.Msg, error) {
 func (sc *serverConn) answer(q *dns.Msg) bool {
 	if d := sc.s.opts.Delay; d != nil {
 		time.Sleep(d(q))
+	}
+	if h := sc.s.opts.Hold; h != nil {
+		h(q)
 	}
 	a := sc.s.opts.Handler(q)
 	if a == nil {

@@ -1,0 +1,98 @@
+package upstream
+
+import (
+	"crypto/sha256"
+	"crypto/x509"
+	"log/slog"
+	"time"
+)
+
+// Defaults used for zero Config fields.
+const (
+	DefaultMaxConns         = 4
+	DefaultMaxInFlight      = 256
+	DefaultConnectTimeout   = 2 * time.Second
+	DefaultHandshakeTimeout = 2 * time.Second
+	DefaultIdleTimeout      = 8 * time.Second
+	DefaultAttemptTimeout   = 1500 * time.Millisecond
+)
+
+// Config describes one upstream resolver and how to talk to it.
+type Config struct {
+	// Addr is the host:port to connect to.
+	Addr string
+	// ServerName is the name the certificate must be valid for. It is sent
+	// as SNI when it is a host name; an IP address is checked against the
+	// certificate's IP SANs.
+	ServerName string
+	// RootCAs verifies the server's chain; nil means the system roots.
+	RootCAs *x509.CertPool
+	// Pins, when not empty, are SHA-256 digests of SubjectPublicKeyInfo;
+	// the verified chain must contain a certificate matching one of them.
+	Pins [][sha256.Size]byte
+
+	// MaxConns caps the connections open or being opened. Zero means
+	// DefaultMaxConns.
+	MaxConns int
+	// WarmConns is how many connections are kept open even without traffic,
+	// reopened in the background when they close, so that a query after a
+	// quiet spell does not wait for a handshake. Zero keeps none.
+	WarmConns int
+	// MaxInFlight caps the queries outstanding on one connection. Zero
+	// means DefaultMaxInFlight; at most 65535.
+	MaxInFlight int
+
+	// ConnectTimeout bounds the TCP connect. Zero means the default.
+	ConnectTimeout time.Duration
+	// HandshakeTimeout bounds the TLS handshake. Zero means the default.
+	HandshakeTimeout time.Duration
+	// IdleTimeout closes a connection with no query in flight for this
+	// long. It should be shorter than the server's own idle timeout
+	// (about 10 s at public resolvers), so that we close first rather than
+	// write into a connection the server is closing. Zero means the default.
+	IdleTimeout time.Duration
+	// AttemptTimeout retires a connection that owes answers but has sent
+	// nothing for this long, and sends its queries again elsewhere. Zero
+	// means the default.
+	AttemptTimeout time.Duration
+	// FastOpen enables TCP Fast Open on connect where the kernel allows it.
+	FastOpen bool
+
+	// Observer receives the pool's events; nil means NopObserver.
+	Observer Observer
+	// Logger receives connection-level logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxConns <= 0 {
+		c.MaxConns = DefaultMaxConns
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.MaxInFlight > 65535 {
+		c.MaxInFlight = 65535
+	}
+	if c.WarmConns > c.MaxConns {
+		c.WarmConns = c.MaxConns
+	}
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = DefaultConnectTimeout
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.AttemptTimeout <= 0 {
+		c.AttemptTimeout = DefaultAttemptTimeout
+	}
+	if c.Observer == nil {
+		c.Observer = NopObserver{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}

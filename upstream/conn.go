@@ -1,0 +1,261 @@
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dotproxy/dotproxy/dnsmsg"
+)
+
+// readBufferSize holds many answers per read syscall under load.
+const readBufferSize = 32 << 10
+
+// conn is one TLS connection carrying many queries at once. Queries are
+// written by one goroutine that batches whatever is queued into a single TLS
+// write, and answers are read by another that hands each to its caller by ID.
+type conn struct {
+	p   *Pool
+	raw net.Conn
+	tc  *tls.Conn
+
+	// Guarded by p.mu.
+	inflight  int       // slots reserved by acquire
+	idleSince time.Time // when inflight last fell to zero
+
+	// progress is when the connection last showed life (an answer read, or
+	// a first query while it owed nothing), in nanoseconds since epoch.
+	progress atomic.Int64
+	epoch    time.Time
+
+	kick chan struct{} // wakes the writer; capacity 1
+	done chan struct{} // closed when the connection ends
+
+	mu      sync.Mutex // guards the fields below
+	pending map[uint16]*call
+	nextID  uint16
+	wbuf    []byte // framed queries waiting for the writer
+	ended   bool
+}
+
+// call is one query waiting for its answer.
+type call struct {
+	ch chan result // capacity 1: the reader never blocks on a caller
+}
+
+type result struct {
+	msg []byte
+	err error
+}
+
+var callPool = sync.Pool{New: func() any { return &call{ch: make(chan result, 1)} }}
+
+func newConn(p *Pool, raw net.Conn, tc *tls.Conn) *conn {
+	return &conn{
+		p:         p,
+		raw:       raw,
+		tc:        tc,
+		epoch:     time.Now(),
+		idleSince: time.Now(),
+		kick:      make(chan struct{}, 1),
+		done:      make(chan struct{}),
+		pending:   make(map[uint16]*call),
+		nextID:    uint16(rand.Uint32()),
+	}
+}
+
+// start runs the reader and the writer. The caller holds p.mu.
+func (c *conn) start() {
+	c.p.wg.Add(2)
+	go c.readLoop()
+	go c.writeLoop()
+}
+
+func (c *conn) now() int64 { return int64(time.Since(c.epoch)) }
+
+// markBusy records that the connection starts to owe an answer. The caller
+// holds p.mu and has just raised inflight from zero.
+func (c *conn) markBusy() { c.progress.Store(c.now()) }
+
+// owesSince returns how long a connection that owes answers has shown no
+// life.
+func (c *conn) owesSince(now time.Time) time.Duration {
+	return time.Duration(int64(now.Sub(c.epoch)) - c.progress.Load())
+}
+
+// exchange sends one query on this connection and waits for its answer.
+func (c *conn) exchange(ctx context.Context, query []byte) ([]byte, error) {
+	cl := callPool.Get().(*call)
+	c.mu.Lock()
+	if c.ended {
+		c.mu.Unlock()
+		callPool.Put(cl)
+		return nil, errConnLost
+	}
+	id := c.nextFreeIDLocked()
+	c.pending[id] = cl
+	n := len(c.wbuf)
+	c.wbuf = binary.BigEndian.AppendUint16(c.wbuf, uint16(len(query)))
+	c.wbuf = append(c.wbuf, query...)
+	dnsmsg.SetID(c.wbuf[n+2:], id)
+	c.mu.Unlock()
+	select {
+	case c.kick <- struct{}{}:
+	default: // the writer is already due to run
+	}
+
+	sent := time.Now()
+	select {
+	case r := <-cl.ch:
+		callPool.Put(cl)
+		if r.err != nil {
+			return nil, r.err
+		}
+		dnsmsg.SetID(r.msg, dnsmsg.ID(query))
+		c.p.obs.Exchanged(time.Since(sent), len(query), len(r.msg))
+		return r.msg, nil
+	case <-ctx.Done():
+		c.mu.Lock()
+		mine := c.pending[id] == cl
+		if mine {
+			delete(c.pending, id)
+		}
+		c.mu.Unlock()
+		if mine {
+			callPool.Put(cl) // nobody else holds it; otherwise a result is on its way into it
+		}
+		return nil, ctx.Err()
+	}
+}
+
+// nextFreeIDLocked returns an ID not in flight on this connection. IDs run in
+// sequence from a random start; MaxInFlight < 65536 guarantees a free one.
+func (c *conn) nextFreeIDLocked() uint16 {
+	for {
+		c.nextID++
+		if _, busy := c.pending[c.nextID]; !busy {
+			return c.nextID
+		}
+	}
+}
+
+func (c *conn) writeLoop() {
+	defer c.p.wg.Done()
+	var buf []byte
+	for {
+		select {
+		case <-c.kick:
+		case <-c.done:
+			return
+		}
+		c.mu.Lock()
+		buf, c.wbuf = c.wbuf, buf[:0]
+		c.mu.Unlock()
+		if len(buf) == 0 {
+			continue
+		}
+		if err := c.tc.SetWriteDeadline(time.Now().Add(c.p.cfg.AttemptTimeout)); err != nil {
+			c.shut(CloseError, err)
+			return
+		}
+		if _, err := c.tc.Write(buf); err != nil {
+			c.shut(closeReason(err), err)
+			return
+		}
+	}
+}
+
+func (c *conn) readLoop() {
+	defer c.p.wg.Done()
+	r := bufio.NewReaderSize(c.tc, readBufferSize)
+	for {
+		msg, err := readFrame(r)
+		if err != nil {
+			c.shut(closeReason(err), err)
+			return
+		}
+		c.progress.Store(c.now())
+		if len(msg) < dnsmsg.HeaderLen {
+			c.shut(CloseError, errShortAnswer)
+			return
+		}
+		id := dnsmsg.ID(msg)
+		c.mu.Lock()
+		cl := c.pending[id]
+		delete(c.pending, id)
+		c.mu.Unlock()
+		if cl == nil {
+			c.p.obs.Unmatched()
+			continue
+		}
+		cl.ch <- result{msg: msg}
+	}
+}
+
+// readFrame reads one length-prefixed message (RFC 1035 §4.2.2) into a new
+// slice that the caller owns.
+func readFrame(r io.Reader) ([]byte, error) {
+	var hdr [2]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, err
+	}
+	msg := make([]byte, binary.BigEndian.Uint16(hdr[:]))
+	if _, err := io.ReadFull(r, msg); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	return msg, nil
+}
+
+// closeReason tells a server that hung up from one that broke.
+func closeReason(err error) CloseReason {
+	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || isReset(err) {
+		return CloseServerClosed
+	}
+	return CloseError
+}
+
+// shut ends the connection once: it is removed from the pool, its socket is
+// closed, and every query still on it is told to go elsewhere. A polite close
+// (idle, shutdown) sends a TLS close_notify; a broken one just drops the
+// socket, which might otherwise block on a peer that no longer reads.
+func (c *conn) shut(reason CloseReason, err error) {
+	c.mu.Lock()
+	if c.ended {
+		c.mu.Unlock()
+		return
+	}
+	c.ended = true
+	pending := c.pending
+	c.pending = nil
+	c.mu.Unlock()
+
+	close(c.done)
+	c.p.remove(c)
+	if reason == CloseIdle || reason == CloseShutdown {
+		_ = c.raw.SetDeadline(time.Now().Add(100 * time.Millisecond))
+		_ = c.tc.Close()
+	} else {
+		_ = c.raw.Close()
+	}
+	if reason == CloseError {
+		c.p.obs.ConnFailed(StageIO)
+	}
+	c.p.obs.ConnClosed(reason)
+	for _, cl := range pending {
+		cl.ch <- result{err: errConnLost}
+	}
+	if err != nil {
+		c.p.log.Debug("upstream connection closed", "reason", string(reason), "err", err.Error())
+	}
+}

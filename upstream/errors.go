@@ -1,0 +1,54 @@
+package upstream
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrClosed is returned by Exchange once the pool is closed.
+	ErrClosed = errors.New("upstream: pool closed")
+	// ErrShortQuery is returned for a query shorter than a DNS header.
+	ErrShortQuery = errors.New("upstream: query shorter than a DNS header")
+	// ErrPinMismatch is returned when no certificate in the verified chain
+	// matches a configured pin.
+	ErrPinMismatch = errors.New("upstream: no certificate matches a pin")
+
+	// errConnLost means the connection a query was on ended before the
+	// answer came: the query may be sent again.
+	errConnLost = errors.New("upstream: connection lost")
+	// errSilent retires a connection that owes answers and sends nothing.
+	errSilent = errors.New("upstream: connection silent")
+	// errShortAnswer is a frame too short to carry an ID: the stream can no
+	// longer be trusted.
+	errShortAnswer = errors.New("upstream: answer shorter than a DNS header")
+)
+
+// DialError reports a failure to open a connection to an upstream.
+type DialError struct {
+	Upstream string
+	Stage    Stage
+	Err      error
+}
+
+func (e *DialError) Error() string {
+	return fmt.Sprintf("upstream %s: %s: %v", e.Upstream, e.Stage, e.Err)
+}
+
+func (e *DialError) Unwrap() error { return e.Err }
+
+// handshakeStage tells a certificate rejection from other handshake failures.
+func handshakeStage(err error) Stage {
+	var verr *tls.CertificateVerificationError
+	var herr x509.HostnameError
+	var uerr x509.UnknownAuthorityError
+	var cerr x509.CertificateInvalidError
+	switch {
+	case errors.As(err, &verr), errors.As(err, &herr), errors.As(err, &uerr),
+		errors.As(err, &cerr), errors.Is(err, ErrPinMismatch):
+		return StageVerify
+	}
+	return StageHandshake
+}

@@ -1,0 +1,378 @@
+package upstream_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dotproxy/dotproxy/internal/dottest"
+	"github.com/dotproxy/dotproxy/upstream"
+	"github.com/miekg/dns"
+)
+
+func TestExchangeRestoresID(t *testing.T) {
+	srv := dottest.Start(t, dottest.Options{})
+	p, rec := newPool(t, srv, nil)
+	for _, id := range []uint16{0, 1, 0xBEEF, 0xFFFF} {
+		q := query(t, "example.org", id)
+		orig := slices.Clone(q)
+		ans, err := p.Exchange(ctxTimeout(t, 5*time.Second), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkAnswer(t, q, ans)
+		if !slices.Equal(q, orig) {
+			t.Fatal("Exchange modified the query")
+		}
+	}
+	if got := rec.exchanged.Load(); got != 4 {
+		t.Fatalf("Exchanged events = %d, want 4", got)
+	}
+}
+
+func TestExchangeOverIPv6(t *testing.T) {
+	srv := dottest.Start(t, dottest.Options{Addr: "[::1]:0"})
+	p, _ := newPool(t, srv, func(c *upstream.Config) { c.ServerName = "::1" })
+	q := query(t, "v6.example", 7)
+	ans, err := p.Exchange(ctxTimeout(t, 5*time.Second), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAnswer(t, q, ans)
+}
+
+// exchangeMany sends n queries at once, each with the same client ID so that
+// only the pool's own IDs can tell them apart, and checks every answer.
+func exchangeMany(t *testing.T, p *upstream.Pool, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			q := query(t, fmt.Sprintf("q%d.example", i), 42)
+			ans, err := p.Exchange(ctxTimeout(t, 20*time.Second), q)
+			if err != nil {
+				errs <- err
+				return
+			}
+			var am dns.Msg
+			if err := am.Unpack(ans); err != nil || am.Id != 42 ||
+				am.Question[0].Name != fmt.Sprintf("q%d.example.", i) {
+				errs <- fmt.Errorf("query %d got a wrong answer: %v %v", i, err, am.Question)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestOutOfOrderAnswers(t *testing.T) {
+	const n = 16
+	srv := dottest.Start(t, dottest.Options{Reverse: n})
+	p, _ := newPool(t, srv, func(c *upstream.Config) { c.MaxConns = 1 })
+	exchangeMany(t, p, n)
+	if got := srv.Accepted(); got != 1 {
+		t.Fatalf("server accepted %d connections, want 1", got)
+	}
+}
+
+func TestThousandQueriesOnOneConnection(t *testing.T) {
+	srv := dottest.Start(t, dottest.Options{Concurrent: true})
+	p, _ := newPool(t, srv, func(c *upstream.Config) {
+		c.MaxConns = 1
+		c.MaxInFlight = 1000
+	})
+	exchangeMany(t, p, 1000)
+	if got := srv.Accepted(); got != 1 {
+		t.Fatalf("server accepted %d connections, want 1", got)
+	}
+	if got := srv.Queries(); got != 1000 {
+		t.Fatalf("server read %d queries, want 1000", got)
+	}
+}
+
+func TestInOrderServerPipelined(t *testing.T) {
+	srv := dottest.Start(t, dottest.Options{})
+	p, _ := newPool(t, srv, func(c *upstream.Config) { c.MaxConns = 1 })
+	exchangeMany(t, p, 200)
+}
+
+func TestNewConnectionOnlyWhenFull(t *testing.T) {
+	// Four slots per connection and a server that holds every answer
+	// until eight queries are in: exactly two connections must open.
+	arrived := make(chan struct{}, 8)
+	release := make(chan struct{})
+	srv := dottest.Start(t, dottest.Options{Concurrent: true, Hold: func(*dns.Msg) {
+		arrived <- struct{}{}
+		<-release
+	}})
+	p, _ := newPool(t, srv, func(c *upstream.Config) {
+		c.MaxConns = 8
+		c.MaxInFlight = 4
+	})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		exchangeMany(t, p, 8)
+	}()
+	for range 8 {
+		await(t, arrived, "query at the server")
+	}
+	close(release)
+	await(t, done, "answers")
+	if got := srv.Accepted(); got != 2 {
+		t.Fatalf("server accepted %d connections, want 2", got)
+	}
+}
+
+func TestServerClosingConnectionsFailsNoQuery(t *testing.T) {
+	// The server hangs up after every answer, as a resolver closing idle
+	// connections does; no query may notice.
+	srv := dottest.Start(t, dottest.Options{CloseAfter: 1})
+	p, rec := newPool(t, srv, nil)
+	for i := range 20 {
+		q := query(t, fmt.Sprintf("n%d.example", i), uint16(i))
+		ans, err := p.Exchange(ctxTimeout(t, 5*time.Second), q)
+		if err != nil {
+			t.Fatalf("query %d: %v", i, err)
+		}
+		checkAnswer(t, q, ans)
+	}
+	if rec.opened.Load() < 2 {
+		t.Fatalf("only %d connections opened; the server closed each after one answer", rec.opened.Load())
+	}
+}
+
+func TestResetMidAnswerIsResent(t *testing.T) {
+	srv := dottest.Start(t, dottest.Options{ResetMidAnswer: func(conn int) bool { return conn == 0 }})
+	p, rec := newPool(t, srv, nil)
+	q := query(t, "reset.example", 9)
+	ans, err := p.Exchange(ctxTimeout(t, 5*time.Second), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAnswer(t, q, ans)
+	if rec.resent.Load() != 1 {
+		t.Fatalf("resent = %d, want 1", rec.resent.Load())
+	}
+	if r := await(t, rec.closes, "close event"); r != upstream.CloseServerClosed {
+		t.Fatalf("close reason %q, want %q", r, upstream.CloseServerClosed)
+	}
+}
+
+func TestSilentConnectionIsRetired(t *testing.T) {
+	srv := dottest.Start(t, dottest.Options{Silent: func(conn int) bool { return conn == 0 }})
+	p, rec := newPool(t, srv, func(c *upstream.Config) { c.AttemptTimeout = 50 * time.Millisecond })
+	q := query(t, "silent.example", 10)
+	ans, err := p.Exchange(ctxTimeout(t, 10*time.Second), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAnswer(t, q, ans)
+	if rec.resent.Load() != 1 {
+		t.Fatalf("resent = %d, want 1", rec.resent.Load())
+	}
+	if r := await(t, rec.closes, "close event"); r != upstream.CloseError {
+		t.Fatalf("close reason %q, want %q", r, upstream.CloseError)
+	}
+}
+
+func TestDeadlineWithSilentServer(t *testing.T) {
+	srv := dottest.Start(t, dottest.Options{Silent: func(int) bool { return true }})
+	p, _ := newPool(t, srv, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err := p.Exchange(ctx, query(t, "never.example", 1))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want deadline exceeded", err)
+	}
+}
+
+func TestUnmatchedAnswerIsDropped(t *testing.T) {
+	srv := dottest.Start(t, dottest.Options{Handler: func(q *dns.Msg) *dns.Msg {
+		a := dottest.DefaultHandler(q)
+		if q.Question[0].Name == "stray.example." {
+			a.Id++ // an answer to nothing in flight
+		}
+		return a
+	}})
+	p, rec := newPool(t, srv, func(c *upstream.Config) { c.MaxConns = 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := p.Exchange(ctx, query(t, "stray.example", 3)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want deadline exceeded", err)
+	}
+	// The connection stays usable: the next query is answered on it.
+	q := query(t, "fine.example", 4)
+	ans, err := p.Exchange(ctxTimeout(t, 5*time.Second), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAnswer(t, q, ans)
+	if rec.unmatched.Load() != 1 {
+		t.Fatalf("unmatched = %d, want 1", rec.unmatched.Load())
+	}
+}
+
+func TestWrongCertificateSendsNoPlaintext(t *testing.T) {
+	ca := dottest.NewCA(t)
+	cert := ca.Leaf(t, "other.test")
+	srv := dottest.Start(t, dottest.Options{Cert: &cert})
+	p, rec := newPool(t, srv, func(c *upstream.Config) { c.RootCAs = ca.Pool })
+	_, err := p.Exchange(ctxTimeout(t, 5*time.Second), query(t, "secretname.example", 5))
+	var de *upstream.DialError
+	if !errors.As(err, &de) || de.Stage != upstream.StageVerify {
+		t.Fatalf("err = %v, want a verify DialError", err)
+	}
+	if slices.Contains(rec.failedStages(), upstream.StageVerify) == false {
+		t.Fatalf("stages %v lack verify", rec.failedStages())
+	}
+	await(t, srv.ConnClosed(), "server side of the rejected connection to end")
+	raw := srv.Raw()
+	if len(raw) == 0 || raw[0] != 0x16 {
+		t.Fatalf("the first byte on the wire is not a TLS handshake record: % x", raw[:min(len(raw), 8)])
+	}
+	if containsName(raw, "secretname") {
+		t.Fatal("the query name crossed the wire in plaintext")
+	}
+	if srv.Queries() != 0 {
+		t.Fatalf("server read %d queries", srv.Queries())
+	}
+}
+
+func TestUnknownCAIsRejected(t *testing.T) {
+	srv := dottest.Start(t, dottest.Options{})
+	other := dottest.NewCA(t)
+	p, _ := newPool(t, srv, func(c *upstream.Config) { c.RootCAs = other.Pool })
+	_, err := p.Exchange(ctxTimeout(t, 5*time.Second), query(t, "x.example", 5))
+	var de *upstream.DialError
+	if !errors.As(err, &de) || de.Stage != upstream.StageVerify {
+		t.Fatalf("err = %v, want a verify DialError", err)
+	}
+}
+
+func TestPins(t *testing.T) {
+	srv := dottest.Start(t, dottest.Options{})
+	pin := func(s string) [sha256.Size]byte {
+		b, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return [sha256.Size]byte(b)
+	}
+	tests := []struct {
+		name string
+		pins [][sha256.Size]byte
+		ok   bool
+	}{
+		{"CA pinned", [][sha256.Size]byte{pin(dottest.Pin(srv.CA.Cert()))}, true},
+		{"other key pinned", [][sha256.Size]byte{sha256.Sum256([]byte("nothing"))}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, _ := newPool(t, srv, func(c *upstream.Config) { c.Pins = tt.pins })
+			_, err := p.Exchange(ctxTimeout(t, 5*time.Second), query(t, "pin.example", 5))
+			if tt.ok && err != nil {
+				t.Fatal(err)
+			}
+			if !tt.ok && !errors.Is(err, upstream.ErrPinMismatch) {
+				t.Fatalf("err = %v, want ErrPinMismatch", err)
+			}
+		})
+	}
+}
+
+func TestConnectRefused(t *testing.T) {
+	srv := dottest.Start(t, dottest.Options{})
+	addr := srv.Addr
+	srv.Close()
+	p, err := upstream.New(upstream.Config{Addr: addr, ServerName: "dns.test", RootCAs: srv.CA.Pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	_, err = p.Exchange(ctxTimeout(t, 5*time.Second), query(t, "x.example", 5))
+	var de *upstream.DialError
+	if !errors.As(err, &de) || de.Stage != upstream.StageConnect {
+		t.Fatalf("err = %v, want a connect DialError", err)
+	}
+}
+
+func TestIdleConnectionsClose(t *testing.T) {
+	srv := dottest.Start(t, dottest.Options{})
+	p, rec := newPool(t, srv, func(c *upstream.Config) { c.IdleTimeout = 20 * time.Millisecond })
+	q := query(t, "idle.example", 1)
+	if _, err := p.Exchange(ctxTimeout(t, 5*time.Second), q); err != nil {
+		t.Fatal(err)
+	}
+	if r := await(t, rec.closes, "idle close"); r != upstream.CloseIdle {
+		t.Fatalf("close reason %q, want idle", r)
+	}
+	await(t, srv.ConnClosed(), "server to see the close")
+	if st := p.Stats(); st.Open != 0 {
+		t.Fatalf("open = %d after idle close", st.Open)
+	}
+}
+
+func TestWarmConnectionAndResumption(t *testing.T) {
+	srv := dottest.Start(t, dottest.Options{})
+	p, rec := newPool(t, srv, func(c *upstream.Config) {
+		c.WarmConns = 1
+		c.IdleTimeout = 30 * time.Millisecond
+	})
+	// Opened with no query at all, then recycled when idle: the second
+	// handshake resumes the first session.
+	if resumed := await(t, rec.handshakes, "warm connection"); resumed {
+		t.Fatal("first handshake claims resumption")
+	}
+	// TLS 1.3 tickets arrive after the handshake: the first connection
+	// must read before it can resume, so give it a query.
+	q := query(t, "warm.example", 1)
+	ans, err := p.Exchange(ctxTimeout(t, 5*time.Second), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAnswer(t, q, ans)
+	await(t, rec.closes, "idle recycle")
+	if resumed := await(t, rec.handshakes, "second warm connection"); !resumed {
+		t.Fatal("second handshake did not resume the session")
+	}
+}
+
+func TestCloseFailsQueriesInFlight(t *testing.T) {
+	srv := dottest.Start(t, dottest.Options{Silent: func(int) bool { return true }})
+	p, _ := newPool(t, srv, nil)
+	errs := make(chan error, 10)
+	for i := range 10 {
+		go func() {
+			_, err := p.Exchange(context.Background(), query(t, "stuck.example", uint16(i)))
+			errs <- err
+		}()
+	}
+	await(t, srv.ConnAccepted(), "connection")
+	p.Close()
+	for range 10 {
+		if err := await(t, errs, "query to end"); !errors.Is(err, upstream.ErrClosed) {
+			t.Fatalf("err = %v, want ErrClosed", err)
+		}
+	}
+}
+
+func TestShortQueryRejected(t *testing.T) {
+	srv := dottest.Start(t, dottest.Options{})
+	p, _ := newPool(t, srv, nil)
+	if _, err := p.Exchange(context.Background(), []byte{1, 2, 3}); !errors.Is(err, upstream.ErrShortQuery) {
+		t.Fatalf("err = %v", err)
+	}
+}
