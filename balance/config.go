@@ -1,0 +1,123 @@
+package balance
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/dotproxy/dotproxy/dnsmsg"
+)
+
+// Defaults used for zero Config fields, and the values main should give the
+// matching DOTPROXY_* variables.
+const (
+	DefaultPolicy          = LeastOutstanding
+	DefaultMaxRetries      = 2
+	DefaultProbeName       = "."
+	DefaultProbeTimeout    = 2 * time.Second
+	DefaultProbeMaxBackoff = 10 * time.Second
+	DefaultProbeResetAfter = 30 * time.Second
+)
+
+// FirstBackoff is how long an upstream stays down after its first failure
+// before it is probed. Each failed probe, and each failure soon after a
+// recovery, doubles the wait up to Config.ProbeMaxBackoff.
+const FirstBackoff = 100 * time.Millisecond
+
+// MaxUpstreams is the largest number of upstreams a Balancer takes.
+const MaxUpstreams = 64
+
+// maxRetries bounds Config.MaxRetries: more attempts than that only split
+// a query's deadline into slivers.
+const maxRetries = 16
+
+// Config configures a Balancer. The zero value is valid: it means the
+// default policy, no retry, no hedging and the default probe settings.
+type Config struct {
+	// Policy chooses the upstream for each query (DOTPROXY_POLICY). Empty
+	// means DefaultPolicy.
+	Policy Policy
+	// MaxRetries is how many more attempts a query may make, each on a
+	// different upstream while there is one, after an attempt failed
+	// (DOTPROXY_MAX_RETRIES). Zero means no retry; at most 16. When the
+	// query's context has a deadline, each attempt gets an equal share of
+	// the time that is left, so that a stalled upstream cannot use up the
+	// whole deadline.
+	MaxRetries int
+	// HedgeAfter is how long a query waits for its first attempt before a
+	// copy goes to a second upstream; the first answer wins and the other
+	// attempt is cancelled (DOTPROXY_HEDGE_AFTER). Zero turns hedging off.
+	HedgeAfter time.Duration
+
+	// ProbeName is the name queried, type NS, to probe an upstream that is
+	// down (DOTPROXY_PROBE_NAME). Any answer, whatever its rcode, brings
+	// the upstream back. Empty means DefaultProbeName, the root, which
+	// every recursive resolver answers from cache.
+	ProbeName string
+	// ProbeTimeout bounds one probe (DOTPROXY_PROBE_TIMEOUT). Zero means
+	// DefaultProbeTimeout.
+	ProbeTimeout time.Duration
+	// ProbeMaxBackoff caps the wait between two probes of an upstream that
+	// stays down (DOTPROXY_PROBE_MAX_BACKOFF). The wait starts at
+	// FirstBackoff and doubles after each failed probe. Zero means
+	// DefaultProbeMaxBackoff.
+	ProbeMaxBackoff time.Duration
+	// ProbeResetAfter is how long an upstream must work without a failure
+	// after it came back before its backoff starts again from FirstBackoff
+	// (DOTPROXY_PROBE_RESET_AFTER); a failure sooner doubles the previous
+	// wait instead. Zero means DefaultProbeResetAfter.
+	ProbeResetAfter time.Duration
+
+	// Observer receives events; nil means NopObserver.
+	Observer Observer
+}
+
+// Validate reports the first field out of range, wrapping ErrInvalidConfig
+// or ErrUnknownPolicy. It does not modify c.
+func (c *Config) Validate() error {
+	if c.Policy != "" {
+		if _, err := ParsePolicy(string(c.Policy)); err != nil {
+			return err
+		}
+	}
+	switch {
+	case c.MaxRetries < 0 || c.MaxRetries > maxRetries:
+		return fmt.Errorf("%w: MaxRetries %d is not within 0..%d", ErrInvalidConfig, c.MaxRetries, maxRetries)
+	case c.HedgeAfter < 0:
+		return fmt.Errorf("%w: HedgeAfter %v is negative", ErrInvalidConfig, c.HedgeAfter)
+	case c.ProbeTimeout < 0:
+		return fmt.Errorf("%w: ProbeTimeout %v is negative", ErrInvalidConfig, c.ProbeTimeout)
+	case c.ProbeMaxBackoff < 0:
+		return fmt.Errorf("%w: ProbeMaxBackoff %v is negative", ErrInvalidConfig, c.ProbeMaxBackoff)
+	case c.ProbeResetAfter < 0:
+		return fmt.Errorf("%w: ProbeResetAfter %v is negative", ErrInvalidConfig, c.ProbeResetAfter)
+	}
+	if _, err := dnsmsg.NewQuery(0, c.ProbeName, dnsmsg.TypeNS); err != nil {
+		return fmt.Errorf("%w: ProbeName %q: %w", ErrInvalidConfig, c.ProbeName, err)
+	}
+	return nil
+}
+
+// withDefaults returns c with every zero field that has a default filled in
+// and the policy name in its canonical form. c must be valid.
+func (c Config) withDefaults() Config {
+	if c.Policy == "" {
+		c.Policy = DefaultPolicy
+	}
+	c.Policy, _ = ParsePolicy(string(c.Policy))
+	if c.ProbeName == "" {
+		c.ProbeName = DefaultProbeName
+	}
+	if c.ProbeTimeout == 0 {
+		c.ProbeTimeout = DefaultProbeTimeout
+	}
+	if c.ProbeMaxBackoff == 0 {
+		c.ProbeMaxBackoff = DefaultProbeMaxBackoff
+	}
+	if c.ProbeResetAfter == 0 {
+		c.ProbeResetAfter = DefaultProbeResetAfter
+	}
+	if c.Observer == nil {
+		c.Observer = NopObserver{}
+	}
+	return c
+}

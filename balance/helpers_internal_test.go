@@ -1,0 +1,199 @@
+package balance
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// behaviour is how a fake upstream handles one exchange.
+type behaviour func(ctx context.Context, query []byte) ([]byte, error)
+
+// errRefused stands for any transport failure of a fake upstream.
+var errRefused = errors.New("fake: connection refused")
+
+// answer replies at once with a NOERROR answer.
+func answer(_ context.Context, q []byte) ([]byte, error) { return reply(q, 0), nil }
+
+// servfail replies at once with SERVFAIL.
+func servfail(_ context.Context, q []byte) ([]byte, error) { return reply(q, 2), nil }
+
+// refuse fails at once.
+func refuse(context.Context, []byte) ([]byte, error) { return nil, errRefused }
+
+// stall never answers: it returns only when ctx is done.
+func stall(ctx context.Context, _ []byte) ([]byte, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// answerAfter replies after d, or fails when ctx ends first. Inside a
+// synctest bubble d passes on the fake clock.
+func answerAfter(d time.Duration) behaviour {
+	return func(ctx context.Context, q []byte) ([]byte, error) {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return reply(q, 0), nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// reply turns a copy of q into a response with the given rcode.
+func reply(q []byte, rcode byte) []byte {
+	a := bytes.Clone(q)
+	a[2] |= 0x80
+	a[3] = a[3]&0xF0 | rcode
+	return a
+}
+
+// fakeUpstream is an Upstream whose behaviour a test sets and changes. It
+// counts client queries and probes apart, telling them by the probe's bytes.
+type fakeUpstream struct {
+	name   string
+	probe  atomic.Pointer[[]byte]
+	act    atomic.Pointer[behaviour]
+	calls  atomic.Int64 // client queries received
+	probes atomic.Int64 // probes received
+	// cancelled counts client queries whose context was cancelled (not
+	// timed out) before the fake returned.
+	cancelled atomic.Int64
+	// probed, when set, receives each probe's outcome: whether it answered.
+	probed chan bool
+}
+
+var _ Upstream = (*fakeUpstream)(nil)
+
+func newFake(name string, act behaviour) *fakeUpstream {
+	f := &fakeUpstream{name: name}
+	f.set(act)
+	return f
+}
+
+func (f *fakeUpstream) set(act behaviour) { f.act.Store(&act) }
+
+func (f *fakeUpstream) String() string { return f.name }
+
+func (f *fakeUpstream) Exchange(ctx context.Context, q []byte) ([]byte, error) {
+	isProbe := false
+	if p := f.probe.Load(); p != nil && bytes.Equal(q, *p) {
+		isProbe = true
+		f.probes.Add(1)
+	} else {
+		f.calls.Add(1)
+	}
+	ans, err := (*f.act.Load())(ctx, q)
+	if isProbe && f.probed != nil {
+		f.probed <- err == nil
+	}
+	if !isProbe && errors.Is(ctx.Err(), context.Canceled) {
+		f.cancelled.Add(1)
+	}
+	return ans, err
+}
+
+// testPool returns n fakes named u0, u1, … that answer at once.
+func testPool(n int) []*fakeUpstream {
+	fs := make([]*fakeUpstream, n)
+	for i := range fs {
+		fs[i] = newFake(fmt.Sprintf("u%d", i), answer)
+	}
+	return fs
+}
+
+// seeded returns a source of random numbers with a fixed seed, safe for
+// concurrent use.
+func seeded(seed uint64) func() uint64 {
+	var mu sync.Mutex
+	r := rand.New(rand.NewPCG(seed, seed^0x9E3779B97F4A7C15))
+	return func() uint64 {
+		mu.Lock()
+		defer mu.Unlock()
+		return r.Uint64()
+	}
+}
+
+// newTestBalancer builds a Balancer over fakes with a seeded source, tells
+// the fakes its probe, and closes it when the test ends.
+func newTestBalancer(tb testing.TB, fakes []*fakeUpstream, cfg Config) *Balancer {
+	tb.Helper()
+	ups := make([]Upstream, len(fakes))
+	for i, f := range fakes {
+		ups[i] = f
+	}
+	b, err := newBalancer(ups, cfg, seeded(1))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, f := range fakes {
+		f.probe.Store(&b.probeMsg)
+	}
+	tb.Cleanup(func() { b.Close() })
+	return b
+}
+
+// testQuery is a minimal query: header only, ID 0x4242, RD set.
+var testQuery = []byte{0x42, 0x42, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+
+// event is one HealthChanged call.
+type event struct {
+	upstream string
+	up       bool
+}
+
+// recorder is an Observer that keeps counts and delivers health changes on
+// a channel.
+type recorder struct {
+	retried atomic.Int64
+	hedged  atomic.Int64
+	health  chan event
+}
+
+var _ Observer = (*recorder)(nil)
+
+func newRecorder() *recorder { return &recorder{health: make(chan event, 1024)} }
+
+func (r *recorder) Retried(string)                  { r.retried.Add(1) }
+func (r *recorder) Hedged(string)                   { r.hedged.Add(1) }
+func (r *recorder) HealthChanged(u string, up bool) { r.health <- event{u, up} }
+
+// next returns the next health change, failing the test if none is pending.
+func (r *recorder) next(tb testing.TB) event {
+	tb.Helper()
+	select {
+	case e := <-r.health:
+		return e
+	default:
+		tb.Fatal("no health change pending")
+		return event{}
+	}
+}
+
+// resolve sends testQuery and fails the test on error; it returns the name
+// of the upstream that answered.
+func resolve(tb testing.TB, b *Balancer) string {
+	tb.Helper()
+	_, name, err := b.Resolve(context.Background(), testQuery)
+	if err != nil {
+		tb.Fatalf("Resolve: %v", err)
+	}
+	return name
+}
+
+// counts returns how many client queries each fake received.
+func counts(fakes []*fakeUpstream) []int64 {
+	c := make([]int64, len(fakes))
+	for i, f := range fakes {
+		c[i] = f.calls.Load()
+	}
+	return c
+}
