@@ -16,9 +16,10 @@ type DropReason string
 
 // The reasons a packet is dropped.
 const (
-	DropShort    DropReason = "short"     // shorter than a DNS header
-	DropResponse DropReason = "response"  // QR bit set: not a query
-	DropBadFrame DropReason = "bad_frame" // TCP length prefix out of range; the connection is closed
+	DropShort     DropReason = "short"      // shorter than a DNS header
+	DropResponse  DropReason = "response"   // QR bit set: not a query
+	DropBadFrame  DropReason = "bad_frame"  // TCP length prefix out of range; the connection is closed
+	DropConnLimit DropReason = "conn_limit" // a TCP connection over DOTPROXY_CLIENT_TCP_MAX_CONNS, closed at once
 )
 
 // FailReason says why a client got SERVFAIL from the proxy itself.

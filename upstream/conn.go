@@ -93,6 +93,7 @@ func (c *conn) owesSince(now time.Time) time.Duration {
 
 // exchange sends one query on this connection and waits for its answer.
 func (c *conn) exchange(ctx context.Context, query []byte) ([]byte, error) {
+	clientID := dnsmsg.ID(query) // read now: query may be reused once we return
 	cl := callPool.Get().(*call)
 	c.mu.Lock()
 	if c.ended {
@@ -119,7 +120,7 @@ func (c *conn) exchange(ctx context.Context, query []byte) ([]byte, error) {
 		if r.err != nil {
 			return nil, r.err
 		}
-		dnsmsg.SetID(r.msg, dnsmsg.ID(query))
+		dnsmsg.SetID(r.msg, clientID)
 		c.p.obs.Exchanged(time.Since(sent), len(query), len(r.msg))
 		return r.msg, nil
 	case <-ctx.Done():

@@ -1,0 +1,82 @@
+package proxy
+
+import (
+	"errors"
+	"log/slog"
+	"net/netip"
+	"time"
+)
+
+// Defaults used for zero Config fields.
+const (
+	DefaultQueryTimeout   = 4 * time.Second
+	DefaultTCPIdleTimeout = 10 * time.Second
+	DefaultTCPMaxConns    = 1000
+	DefaultTCPMaxInFlight = 64
+	DefaultUDPMaxInFlight = 10000
+)
+
+// Config configures a Server.
+type Config struct {
+	// Listen lists the addresses to serve; each is served on UDP and TCP.
+	// A zero port picks a free one, the same for UDP and TCP.
+	Listen []string
+	// Allow lists the client networks that may query; others get REFUSED.
+	// Empty allows every client.
+	Allow []netip.Prefix
+	// QueryTimeout is the total time a query may take, retries included;
+	// at the deadline the client gets SERVFAIL. Zero means the default.
+	QueryTimeout time.Duration
+	// TCPIdleTimeout closes a client TCP connection that sends no query
+	// for this long (RFC 7766 §6.2.3). Zero means the default.
+	TCPIdleTimeout time.Duration
+	// TCPMaxConns caps open client TCP connections per listener; further
+	// connections are closed at once. Zero means the default.
+	TCPMaxConns int
+	// TCPMaxInFlight caps the queries answered at once on one client TCP
+	// connection; the connection is not read further until one ends. Zero
+	// means the default.
+	TCPMaxInFlight int
+	// UDPMaxInFlight caps the UDP queries answered at once per listener;
+	// past it the socket is not read and the kernel buffers or drops. Zero
+	// means the default.
+	UDPMaxInFlight int
+
+	// Resolver answers the queries. Required.
+	Resolver Resolver
+	// Observer receives events; nil means NopObserver.
+	Observer Observer
+	// Logger receives logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if c.Resolver == nil {
+		return errors.New("proxy: no Resolver")
+	}
+	if len(c.Listen) == 0 {
+		return errors.New("proxy: no listen address")
+	}
+	if c.QueryTimeout <= 0 {
+		c.QueryTimeout = DefaultQueryTimeout
+	}
+	if c.TCPIdleTimeout <= 0 {
+		c.TCPIdleTimeout = DefaultTCPIdleTimeout
+	}
+	if c.TCPMaxConns <= 0 {
+		c.TCPMaxConns = DefaultTCPMaxConns
+	}
+	if c.TCPMaxInFlight <= 0 {
+		c.TCPMaxInFlight = DefaultTCPMaxInFlight
+	}
+	if c.UDPMaxInFlight <= 0 {
+		c.UDPMaxInFlight = DefaultUDPMaxInFlight
+	}
+	if c.Observer == nil {
+		c.Observer = NopObserver{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}

@@ -1,0 +1,74 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/dotproxy/dotproxy/dnsmsg"
+)
+
+// handle answers one query from client and returns the reply to send, or nil
+// to send nothing. maxUDP is zero for TCP.
+func (s *Server) handle(t Transport, client netip.Addr, msg []byte, arrived time.Time) []byte {
+	q, err := dnsmsg.ParseQuery(msg)
+	switch {
+	case errors.Is(err, dnsmsg.ErrShort):
+		s.obs.Dropped(t, DropShort)
+		return nil
+	case errors.Is(err, dnsmsg.ErrNotQuery):
+		s.obs.Dropped(t, DropResponse)
+		return nil
+	case err != nil:
+		s.obs.Malformed(t)
+		q.Question = nil // it did not parse: echo none of it
+		q.EDNS = false
+		return s.reply(t, "", dnsmsg.Reply(&q, dnsmsg.RcodeFormErr), arrived, len(msg))
+	}
+	if !s.allowed(client) {
+		s.obs.Refused(t)
+		return s.reply(t, "", dnsmsg.Reply(&q, dnsmsg.RcodeRefused), arrived, len(msg))
+	}
+
+	ctx, cancel := context.WithDeadline(s.ctx, arrived.Add(s.cfg.QueryTimeout))
+	answer, from, err := s.cfg.Resolver.Resolve(ctx, msg)
+	late := ctx.Err() != nil
+	cancel()
+	if err != nil {
+		reason := FailUpstream
+		if late {
+			reason = FailDeadline
+		}
+		s.obs.Failed(t, reason)
+		if s.log.Enabled(context.Background(), slog.LevelDebug) {
+			s.log.Debug("query failed", "client", client, "transport", string(t), "reason", string(reason), "err", err.Error())
+		}
+		return s.reply(t, "", dnsmsg.Reply(&q, dnsmsg.RcodeServFail), arrived, len(msg))
+	}
+	if t == UDP && len(answer) > q.MaxUDPAnswer() {
+		s.obs.Truncated()
+		answer = dnsmsg.Truncated(&q, answer)
+	}
+	return s.reply(t, from, answer, arrived, len(msg))
+}
+
+// reply reports a reply about to leave and returns it.
+func (s *Server) reply(t Transport, from string, msg []byte, arrived time.Time, querySize int) []byte {
+	s.obs.Answered(t, from, dnsmsg.Rcode(msg), time.Since(arrived), querySize, len(msg))
+	return msg
+}
+
+func (s *Server) allowed(client netip.Addr) bool {
+	if len(s.cfg.Allow) == 0 {
+		return true
+	}
+	client = client.Unmap()
+	for _, p := range s.cfg.Allow {
+		if p.Contains(client) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,208 @@
+package proxy_test
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dotproxy/dotproxy/proxy"
+	"github.com/miekg/dns"
+)
+
+// resolverFunc adapts a function to proxy.Resolver.
+type resolverFunc func(ctx context.Context, q []byte) ([]byte, string, error)
+
+func (f resolverFunc) Resolve(ctx context.Context, q []byte) ([]byte, string, error) {
+	return f(ctx, q)
+}
+
+// echoResolver answers every query as dottest's default server would, and
+// records the bytes it was given.
+type echoResolver struct {
+	mu   sync.Mutex
+	seen [][]byte
+	// answer builds the reply; nil answers with one A record.
+	answer func(q *dns.Msg) *dns.Msg
+}
+
+func (r *echoResolver) Resolve(_ context.Context, q []byte) ([]byte, string, error) {
+	r.mu.Lock()
+	r.seen = append(r.seen, append([]byte(nil), q...))
+	r.mu.Unlock()
+	m := new(dns.Msg)
+	if err := m.Unpack(q); err != nil {
+		return nil, "", err
+	}
+	var a *dns.Msg
+	if r.answer != nil {
+		a = r.answer(m)
+	} else {
+		a = new(dns.Msg)
+		a.SetReply(m)
+		a.Answer = append(a.Answer, &dns.A{
+			Hdr: dns.RR_Header{Name: m.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60},
+			A:   net.IPv4(192, 0, 2, 1),
+		})
+	}
+	b, err := a.Pack()
+	return b, "up.test:853", err
+}
+
+func (r *echoResolver) queries() [][]byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([][]byte(nil), r.seen...)
+}
+
+// bigAnswer answers with n TXT records of 200 bytes each.
+func bigAnswer(n int) func(q *dns.Msg) *dns.Msg {
+	return func(q *dns.Msg) *dns.Msg {
+		a := new(dns.Msg)
+		a.SetReply(q)
+		for i := range n {
+			a.Answer = append(a.Answer, &dns.TXT{
+				Hdr: dns.RR_Header{Name: q.Question[0].Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60},
+				Txt: []string{string(make([]byte, 199)) + string(rune('a'+i%26))},
+			})
+		}
+		if o := q.IsEdns0(); o != nil {
+			a.SetEdns0(4096, o.Do())
+		}
+		return a
+	}
+}
+
+// counter is an Observer that counts each event kind.
+type counter struct {
+	mu        sync.Mutex
+	answered  int
+	dropped   map[proxy.DropReason]int
+	malformed int
+	refused   int
+	truncated int
+	failed    map[proxy.FailReason]int
+	rcodes    map[int]int
+}
+
+func newCounter() *counter {
+	return &counter{dropped: map[proxy.DropReason]int{}, failed: map[proxy.FailReason]int{}, rcodes: map[int]int{}}
+}
+
+func (c *counter) Answered(_ proxy.Transport, _ string, rcode int, _ time.Duration, _, _ int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.answered++
+	c.rcodes[rcode]++
+}
+
+func (c *counter) Dropped(_ proxy.Transport, r proxy.DropReason) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.dropped[r]++
+}
+
+func (c *counter) Malformed(proxy.Transport) { c.mu.Lock(); c.malformed++; c.mu.Unlock() }
+func (c *counter) Refused(proxy.Transport)   { c.mu.Lock(); c.refused++; c.mu.Unlock() }
+func (c *counter) Truncated()                { c.mu.Lock(); c.truncated++; c.mu.Unlock() }
+
+func (c *counter) Failed(_ proxy.Transport, r proxy.FailReason) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.failed[r]++
+}
+
+func (c *counter) snapshot() *counter {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return &counter{answered: c.answered, malformed: c.malformed, refused: c.refused, truncated: c.truncated,
+		dropped: clone(c.dropped), failed: clone(c.failed), rcodes: clone(c.rcodes)}
+}
+
+func clone[K comparable](m map[K]int) map[K]int {
+	out := make(map[K]int, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// start runs a proxy on a free loopback port until the test ends.
+func start(tb testing.TB, r proxy.Resolver, mod func(*proxy.Config)) (*proxy.Server, string, *counter) {
+	tb.Helper()
+	obs := newCounter()
+	cfg := proxy.Config{
+		Listen:   []string{"127.0.0.1:0"},
+		Resolver: r,
+		Observer: obs,
+		Logger:   slog.New(slog.DiscardHandler),
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	s, err := proxy.New(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+	})
+	return s, s.Addrs()[0], obs
+}
+
+func msg(name string, qtype uint16, id uint16) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), qtype)
+	m.Id = id
+	return m
+}
+
+// exchange sends m over net ("udp" or "tcp") with miekg's client.
+func exchange(tb testing.TB, network, addr string, m *dns.Msg) *dns.Msg {
+	tb.Helper()
+	c := &dns.Client{Net: network, Timeout: 10 * time.Second, UDPSize: 65535}
+	a, _, err := c.Exchange(m, addr)
+	if err != nil {
+		tb.Fatalf("%s exchange: %v", network, err)
+	}
+	return a
+}
+
+// rawUDP sends raw bytes and returns the reply, or nil when none comes
+// within wait.
+func rawUDP(tb testing.TB, addr string, b []byte, wait time.Duration) []byte {
+	tb.Helper()
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write(b); err != nil {
+		tb.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(wait))
+	buf := make([]byte, 65535)
+	n, err := c.Read(buf)
+	if err != nil {
+		return nil
+	}
+	return buf[:n]
+}
+
+func await[T any](tb testing.TB, ch <-chan T, what string) T {
+	tb.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		tb.Fatalf("timed out waiting for %s", what)
+		panic("unreachable")
+	}
+}

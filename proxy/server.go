@@ -1,0 +1,160 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Server serves DNS on every listen address over UDP and TCP. Start it once,
+// then Shutdown it once.
+type Server struct {
+	cfg Config
+	obs Observer
+	log *slog.Logger
+
+	ctx    context.Context // parent of every query; cancelled when shutdown gives up waiting
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // every serving goroutine and query
+
+	mu       sync.Mutex // guards the fields below
+	udp      []*net.UDPConn
+	tcp      []net.Listener
+	conns    map[net.Conn]struct{} // open client TCP connections
+	addrs    []string
+	stopping bool
+}
+
+// New checks cfg and returns a Server that is not yet listening.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, obs: cfg.Observer, log: cfg.Logger, conns: map[net.Conn]struct{}{}}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// Start binds every listen address and starts serving. If any address cannot
+// be bound, nothing is left listening and the error names the address.
+func (s *Server) Start() error {
+	for _, addr := range s.cfg.Listen {
+		pc, ln, err := bindPair(addr)
+		if err != nil {
+			s.closeListeners()
+			return err
+		}
+		s.mu.Lock()
+		s.udp = append(s.udp, pc)
+		s.tcp = append(s.tcp, ln)
+		s.addrs = append(s.addrs, ln.Addr().String())
+		s.mu.Unlock()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.udp {
+		s.wg.Add(2)
+		go s.serveUDP(s.udp[i])
+		go s.serveTCP(s.tcp[i])
+	}
+	return nil
+}
+
+// Addrs returns the bound addresses, one per listen address, each served on
+// both UDP and TCP.
+func (s *Server) Addrs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.addrs...)
+}
+
+// bindPair listens on addr over TCP and UDP on the same port. With port 0 the
+// TCP port is chosen first and UDP follows it, trying again if that UDP port
+// is taken.
+func bindPair(addr string) (*net.UDPConn, net.Listener, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen address %q: %w", addr, err)
+	}
+	for try := 0; ; try++ {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("listen on tcp %s: %w", addr, err)
+		}
+		bound := net.JoinHostPort(host, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+		pc, err := net.ListenPacket("udp", bound)
+		if err == nil {
+			return pc.(*net.UDPConn), ln, nil
+		}
+		ln.Close()
+		if port != "0" || try == 10 || !errors.Is(err, syscall.EADDRINUSE) {
+			return nil, nil, fmt.Errorf("listen on udp %s: %w", bound, err)
+		}
+	}
+}
+
+func (s *Server) closeListeners() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, pc := range s.udp {
+		pc.Close()
+	}
+	for _, ln := range s.tcp {
+		ln.Close()
+	}
+	s.udp, s.tcp, s.addrs = nil, nil, nil
+}
+
+// Shutdown stops accepting queries and waits for those in flight to be
+// answered; each is bounded by the query timeout. If ctx ends first, the
+// remaining queries are cancelled (their clients get SERVFAIL where a reply
+// can still be sent) and connections are closed.
+func (s *Server) Shutdown(ctx context.Context) error {
+	past := time.Unix(1, 0)
+	s.mu.Lock()
+	s.stopping = true
+	for _, pc := range s.udp {
+		pc.SetReadDeadline(past) // wakes the reader; replies can still be written
+	}
+	for _, ln := range s.tcp {
+		ln.Close()
+	}
+	for c := range s.conns {
+		c.SetReadDeadline(past)
+	}
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		s.cancel()
+		s.mu.Lock()
+		for c := range s.conns {
+			c.Close()
+		}
+		s.mu.Unlock()
+		<-done
+	}
+	s.cancel()
+	s.closeListeners()
+	return err
+}
+
+func (s *Server) isStopping() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopping
+}
