@@ -1,0 +1,179 @@
+package emit
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The environment variables that main reads into a Config. emit never reads
+// them itself; it names them in its errors so that an operator sees which
+// one to fix.
+const (
+	EnvAddr          = "DOTPROXY_STATSD_ADDR"
+	EnvFormat        = "DOTPROXY_STATSD_FORMAT"
+	EnvPrefix        = "DOTPROXY_STATSD_PREFIX"
+	EnvTags          = "DOTPROXY_STATSD_TAGS"
+	EnvFlushInterval = "DOTPROXY_STATSD_FLUSH_INTERVAL"
+)
+
+// Defaults filled in by [Config.Validate] and [New] for zero fields.
+const (
+	DefaultPrefix        = "dotproxy"
+	DefaultFlushInterval = time.Second
+)
+
+// unixPrefix marks an Addr that names a Unix datagram socket.
+const unixPrefix = "unix://"
+
+// Format is the wire format of the metrics: [DogStatsD] or [StatsD].
+type Format string
+
+// The formats a Config can ask for.
+const (
+	// DogStatsD sends tags as "|#key:value" through the Datadog client, with
+	// its client-side aggregation, telemetry and origin detection.
+	DogStatsD Format = "dogstatsd"
+	// StatsD sends plain "name:value|type" lines that any statsd server
+	// accepts. What would have been tags is folded into the metric name.
+	StatsD Format = "statsd"
+)
+
+// UnmarshalText implements [encoding.TextUnmarshaler], so that envconfig
+// rejects an unknown format at start-up. Empty text means [DogStatsD].
+func (f *Format) UnmarshalText(text []byte) error {
+	switch v := Format(text); v {
+	case "":
+		*f = DogStatsD
+	case DogStatsD, StatsD:
+		*f = v
+	default:
+		return fmt.Errorf("%w: %s=%q: want %s or %s", ErrConfig, EnvFormat, text, DogStatsD, StatsD)
+	}
+	return nil
+}
+
+// String returns the format's name.
+func (f Format) String() string { return string(f) }
+
+// Config configures an [Emitter]. The zero Config is valid and turns metrics
+// off, unless the Datadog agent variables are set (see Addr).
+type Config struct {
+	// Addr is where metrics go: "host:port" for UDP, or "unix:///path" for
+	// DogStatsD over a Unix socket, datagram or stream, whichever the agent
+	// listens on (dogstatsd format only). A host
+	// name is resolved once, in New. Empty means metrics are off, except that
+	// in dogstatsd format the Datadog client then looks for the agent in
+	// DD_AGENT_HOST (with DD_DOGSTATSD_PORT) or DD_DOGSTATSD_URL, as
+	// Datadog's own clients do, and metrics are on if it finds one.
+	Addr string
+	// Format is the wire format. Empty means DogStatsD.
+	Format Format
+	// Prefix starts every metric name, followed by a dot. Letters, digits,
+	// '_', '-' and inner dots only. Empty means "dotproxy".
+	Prefix string
+	// Tags are added to every metric in dogstatsd format, each "key:value"
+	// or a bare "value"; the Datadog client adds DD_ENV, DD_SERVICE and
+	// DD_VERSION as env, service and version tags. StatsD format ignores
+	// Tags: put constant parts of the name in Prefix instead.
+	Tags []string
+	// FlushInterval is how often counts and gauges are summed and sent, and
+	// how often the gauges are read. Timings and sizes are sent as soon as a
+	// datagram fills, or within FlushInterval. Zero means one second.
+	FlushInterval time.Duration
+	// Logger receives send failures at Warn level, at most one line every
+	// ten seconds. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// withDefaults returns cfg with its zero fields filled in.
+func (cfg Config) withDefaults() Config {
+	if cfg.Format == "" {
+		cfg.Format = DogStatsD
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = DefaultPrefix
+	}
+	if cfg.FlushInterval == 0 {
+		cfg.FlushInterval = DefaultFlushInterval
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return cfg
+}
+
+// Validate reports the first bad field of cfg, after filling its defaults,
+// as an error that wraps [ErrConfig] and names the environment variable.
+func (cfg Config) Validate() error {
+	cfg = cfg.withDefaults()
+	if err := cfg.Format.UnmarshalText([]byte(cfg.Format)); err != nil {
+		return err
+	}
+	if err := validateAddr(cfg.Addr, cfg.Format); err != nil {
+		return fmt.Errorf("%w: %s=%q: %s", ErrConfig, EnvAddr, cfg.Addr, err)
+	}
+	if !validPrefix(cfg.Prefix) {
+		return fmt.Errorf("%w: %s=%q: want letters, digits, '_', '-' and inner dots", ErrConfig, EnvPrefix, cfg.Prefix)
+	}
+	for _, tag := range cfg.Tags {
+		if tag == "" || strings.ContainsAny(tag, ",|#\n") {
+			return fmt.Errorf("%w: %s: tag %q is empty or holds ',', '|', '#' or a newline", ErrConfig, EnvTags, tag)
+		}
+	}
+	if cfg.FlushInterval < 0 {
+		return fmt.Errorf("%w: %s=%s: must not be negative", ErrConfig, EnvFlushInterval, cfg.FlushInterval)
+	}
+	return nil
+}
+
+// validateAddr checks the shape of addr; it does no I/O.
+func validateAddr(addr string, f Format) error {
+	if addr == "" {
+		return nil
+	}
+	if path, ok := strings.CutPrefix(addr, unixPrefix); ok {
+		if f != DogStatsD {
+			return fmt.Errorf("a Unix socket needs %s=%s", EnvFormat, DogStatsD)
+		}
+		if !strings.HasPrefix(path, "/") {
+			return fmt.Errorf("want unix:///absolute/path")
+		}
+		return nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("want host:port or unix:///path")
+	}
+	if host == "" {
+		return fmt.Errorf("missing host")
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return fmt.Errorf("port %q is not a number from 1 to 65535", port)
+	}
+	return nil
+}
+
+// validPrefix reports whether p is dot-separated words of letters, digits,
+// '_' and '-'.
+func validPrefix(p string) bool {
+	for word := range strings.SplitSeq(p, ".") {
+		if word == "" {
+			return false
+		}
+		for i := 0; i < len(word); i++ {
+			if !nameByte(word[i]) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// nameByte reports whether c may appear in a metric name's word.
+func nameByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
+}

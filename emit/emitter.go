@@ -1,0 +1,248 @@
+package emit
+
+import (
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/DataDog/datadog-go/v5/statsd"
+)
+
+// sink is the part of a statsd client that emit sends through. The Datadog
+// client implements it, and so does plainSink. Every method must return at
+// once, buffering or dropping rather than waiting for the network.
+type sink interface {
+	Count(name string, value int64, tags []string, rate float64) error
+	Gauge(name string, value float64, tags []string, rate float64) error
+	Histogram(name string, value float64, tags []string, rate float64) error
+	TimeInMilliseconds(name string, value float64, tags []string, rate float64) error
+}
+
+// flushCloser is the part of a client that sends what it holds and shuts it.
+type flushCloser interface {
+	Flush() error
+	Close() error
+}
+
+var (
+	_ sink        = (*statsd.Client)(nil)
+	_ flushCloser = (*statsd.Client)(nil)
+)
+
+// ddNoAgent is the message of the error that the Datadog client returns when
+// it was given no address and found none in the DD_* variables. It has no
+// sentinel; TestNew_ddAgentFromEnv pins it, so an upgrade that changes it
+// fails a test rather than turning metrics on or off by surprise.
+const ddNoAgent = "No address passed and autodetection from environment failed"
+
+// Emitter sends dotproxy's metrics to one statsd or DogStatsD server. It is
+// safe for concurrent use. Build it with [New] and stop it with Close.
+type Emitter struct {
+	names  namer
+	sink   sink
+	client flushCloser // nil when metrics are off
+	errs   *errorLog
+
+	proxy   ProxyMetrics
+	balance BalanceMetrics
+
+	// upsMu serialises additions to ups. Readers load ups without it; a map
+	// in ups is never written after it is stored.
+	upsMu sync.Mutex
+	ups   atomic.Pointer[map[string]*UpstreamMetrics]
+
+	stop      chan struct{} // closed by Close to stop the gauge loop
+	done      chan struct{} // closed when the gauge loop has returned
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New validates cfg and returns an Emitter that sends to cfg.Addr, or one
+// that discards everything when metrics are off (see [Config.Addr]). It
+// starts the Emitter's gauge goroutine when metrics are on. Every error it
+// returns wraps [ErrConfig] and names the variable to fix.
+func New(cfg Config) (*Emitter, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	e := &Emitter{
+		names: namer{format: cfg.Format, prefix: cfg.Prefix},
+		sink:  nopSink{},
+		errs:  &errorLog{log: cfg.Logger, every: errorLogInterval},
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
+	}
+	client, err := e.dial(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if client != nil {
+		e.sink, e.client = client, client
+	}
+	e.ups.Store(&map[string]*UpstreamMetrics{})
+	e.proxy = newProxyMetrics(e)
+	e.balance = BalanceMetrics{e: e}
+	if e.client == nil {
+		close(e.done)
+		return e, nil
+	}
+	go e.run(cfg.FlushInterval)
+	return e, nil
+}
+
+// dial returns the client for cfg, or nil when metrics are off.
+func (e *Emitter) dial(cfg Config) (interface {
+	sink
+	flushCloser
+}, error) {
+	if cfg.Format == StatsD {
+		if cfg.Addr == "" {
+			return nil, nil
+		}
+		s, err := newPlainSink(cfg.Addr, cfg.FlushInterval, e.errs.handle)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s=%q: %w", ErrConfig, EnvAddr, cfg.Addr, err)
+		}
+		return s, nil
+	}
+	c, err := statsd.New(cfg.Addr,
+		statsd.WithTags(slices.Clip(slices.Clone(cfg.Tags))),
+		statsd.WithClientSideAggregation(),
+		statsd.WithAggregationInterval(cfg.FlushInterval),
+		statsd.WithErrorHandler(e.errs.handle),
+	)
+	switch {
+	case err == nil:
+		return c, nil
+	case cfg.Addr == "" && err.Error() == ddNoAgent:
+		return nil, nil
+	case cfg.Addr == "":
+		return nil, fmt.Errorf("%w: %s is empty and the agent named by DD_AGENT_HOST or DD_DOGSTATSD_URL is unusable: %w",
+			ErrConfig, EnvAddr, err)
+	default:
+		return nil, fmt.Errorf("%w: %s=%q: %w", ErrConfig, EnvAddr, cfg.Addr, err)
+	}
+}
+
+// Enabled reports whether metrics are sent anywhere.
+func (e *Emitter) Enabled() bool { return e.client != nil }
+
+// Proxy returns the observer of the client-facing side.
+func (e *Emitter) Proxy() *ProxyMetrics { return &e.proxy }
+
+// Balance returns the observer of the balancer.
+func (e *Emitter) Balance() *BalanceMetrics { return &e.balance }
+
+// Upstream returns the observer of the upstream called name, building it on
+// first use. name must be the one the upstream gives balance and proxy (its
+// String), since their events name upstreams that way. Call it while wiring,
+// before queries flow: building an observer allocates its series.
+func (e *Emitter) Upstream(name string) *UpstreamMetrics {
+	if m, ok := (*e.ups.Load())[name]; ok {
+		return m
+	}
+	e.upsMu.Lock()
+	defer e.upsMu.Unlock()
+	old := *e.ups.Load()
+	if m, ok := old[name]; ok {
+		return m
+	}
+	m := newUpstreamMetrics(e, name)
+	next := make(map[string]*UpstreamMetrics, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[name] = m
+	e.ups.Store(&next)
+	return m
+}
+
+// Flush reads the gauges, then sends everything buffered, and returns when
+// it is written to the socket. Tests and shutdown use it; the Emitter also
+// flushes on its own.
+func (e *Emitter) Flush() error {
+	if e.client == nil {
+		return nil
+	}
+	e.readGauges()
+	return e.client.Flush()
+}
+
+// Close stops the gauge goroutine, sends what is buffered and closes the
+// client. Observer methods called after Close do nothing harmful; their
+// metrics are lost. Close is safe to call more than once.
+func (e *Emitter) Close() error {
+	e.closeOnce.Do(func() {
+		if e.client == nil {
+			return
+		}
+		close(e.stop)
+		<-e.done
+		e.readGauges()
+		e.closeErr = e.client.Close()
+	})
+	return e.closeErr
+}
+
+// run reads the gauges every interval until Close.
+func (e *Emitter) run(interval time.Duration) {
+	defer close(e.done)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			e.readGauges()
+		case <-e.stop:
+			return
+		}
+	}
+}
+
+// readGauges sends the gauges of every upstream.
+func (e *Emitter) readGauges() {
+	for _, m := range *e.ups.Load() {
+		m.sendGauges()
+	}
+}
+
+// errorLogInterval is the least time between two log lines about failed
+// sends; a statsd server that is down would otherwise flood the log.
+const errorLogInterval = 10 * time.Second
+
+// errorLog logs the clients' send errors, at most one line per interval,
+// with the number of errors it kept quiet about since the last line. It is
+// safe for concurrent use.
+type errorLog struct {
+	log        *slog.Logger
+	every      time.Duration
+	last       atomic.Int64 // UnixNano of the last line, zero before the first
+	suppressed atomic.Int64
+}
+
+// handle logs err unless a line was logged less than l.every ago.
+func (l *errorLog) handle(err error) {
+	now := time.Now().UnixNano()
+	last := l.last.Load()
+	if last != 0 && now-last < int64(l.every) || !l.last.CompareAndSwap(last, now) {
+		l.suppressed.Add(1)
+		return
+	}
+	l.log.Warn("emit: sending metrics failed", slog.Any("err", err),
+		slog.Int64("suppressed", l.suppressed.Swap(0)))
+}
+
+// nopSink discards every metric. An Emitter with metrics off uses it.
+type nopSink struct{}
+
+func (nopSink) Count(string, int64, []string, float64) error                { return nil }
+func (nopSink) Gauge(string, float64, []string, float64) error              { return nil }
+func (nopSink) Histogram(string, float64, []string, float64) error          { return nil }
+func (nopSink) TimeInMilliseconds(string, float64, []string, float64) error { return nil }
+
+// ms converts d to the milliseconds that statsd timings carry.
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -1,0 +1,12 @@
+package emit
+
+import "errors"
+
+// ErrConfig is wrapped by every error that a bad [Config] causes, in
+// [Config.Validate], [New] and [Format.UnmarshalText]. The message names the
+// environment variable that holds the bad value.
+var ErrConfig = errors.New("emit: bad configuration")
+
+// errDropped is logged when the plain statsd writer drops datagrams because
+// the socket cannot keep up.
+var errDropped = errors.New("emit: send queue full, datagrams dropped")

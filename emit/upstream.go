@@ -1,0 +1,150 @@
+package emit
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/dotproxy/dotproxy/upstream"
+)
+
+// PoolStats is what the gauge goroutine reads from one upstream's pool.
+// *upstream.Pool should implement it.
+type PoolStats interface {
+	// Stats returns the connections open now and the queries in flight on
+	// them. It is called from the Emitter's goroutine and must not block.
+	Stats() (open, inFlight int)
+}
+
+// UpstreamMetrics records the events of one upstream. It implements the
+// [upstream.Observer] interface, and holds the per-upstream series that
+// [ProxyMetrics] and [BalanceMetrics] send. It is safe for concurrent use;
+// its methods allocate nothing and do not block.
+type UpstreamMetrics struct {
+	e *Emitter
+
+	// stats is the pool read for the gauges; nil until Watch.
+	stats atomic.Pointer[poolStatsRef]
+	// healthy is the last state balance reported; true until it reports.
+	healthy atomic.Bool
+
+	latency      series
+	handshake    [2]series // by resumed
+	cxOpen       series
+	cxClose      []series // by closeIndex
+	cxError      []series // by stageIndex
+	resent       series
+	unmatched    series
+	retry        series
+	hedge        series
+	healthChange [2]series // by up
+
+	query [][]series // by transportIndex, rcodeIndex
+	rtt   []series   // by transportIndex
+
+	cxActive series
+	inflight series
+	health   series
+}
+
+// poolStatsRef boxes a PoolStats for an atomic.Pointer.
+type poolStatsRef struct{ PoolStats }
+
+var _ upstream.Observer = (*UpstreamMetrics)(nil)
+
+func newUpstreamMetrics(e *Emitter, name string) *UpstreamMetrics {
+	n := e.names
+	up := tag{"upstream", name}
+	m := &UpstreamMetrics{
+		e:         e,
+		latency:   n.series(mLatency, up),
+		cxOpen:    n.series(mCxOpen, up),
+		resent:    n.series(mResent, up),
+		unmatched: n.series(mUnmatched, up),
+		retry:     n.series(mRetry, up),
+		hedge:     n.series(mHedge, up),
+		cxActive:  n.series(mCxActive, up),
+		inflight:  n.series(mInflight, up),
+		health:    n.series(mHealthy, up),
+	}
+	m.healthy.Store(true)
+	for i, v := range []string{"false", "true"} {
+		m.handshake[i] = n.series(mHandshake, up, tag{"resumed", v})
+	}
+	for i, v := range []string{"down", "up"} {
+		m.healthChange[i] = n.series(mHealthChange, up, tag{"state", v})
+	}
+	for _, v := range closeReasons {
+		m.cxClose = append(m.cxClose, n.series(mCxClose, up, tag{"reason", v}))
+	}
+	for _, v := range stages {
+		m.cxError = append(m.cxError, n.series(mCxError, up, tag{"stage", v}))
+	}
+	for _, t := range transports {
+		tt := tag{"transport", t}
+		byRcode := make([]series, 0, len(rcodes))
+		for _, rc := range rcodes {
+			byRcode = append(byRcode, n.series(mQuery, tt, tag{"rcode", rc}, up))
+		}
+		m.query = append(m.query, byRcode)
+		m.rtt = append(m.rtt, n.series(mQueryRTT, tt, up))
+	}
+	return m
+}
+
+// Watch makes the gauge goroutine read s for this upstream's open
+// connections and queries in flight. A later call replaces s.
+func (m *UpstreamMetrics) Watch(s PoolStats) { m.stats.Store(&poolStatsRef{s}) }
+
+// ConnOpened implements [upstream.Observer].
+func (m *UpstreamMetrics) ConnOpened(handshake time.Duration, resumed bool) {
+	m.count(m.cxOpen)
+	s := m.handshake[boolIndex(resumed)]
+	_ = m.e.sink.TimeInMilliseconds(s.name, ms(handshake), s.tags, 1)
+}
+
+// ConnClosed implements [upstream.Observer].
+func (m *UpstreamMetrics) ConnClosed(reason upstream.CloseReason) {
+	m.count(m.cxClose[closeIndex(reason)])
+}
+
+// ConnFailed implements [upstream.Observer].
+func (m *UpstreamMetrics) ConnFailed(stage upstream.Stage) {
+	m.count(m.cxError[stageIndex(stage)])
+}
+
+// Exchanged implements [upstream.Observer]. The sizes are not sent: the
+// client-side sizes that [ProxyMetrics.Answered] sends differ from them only
+// by the padding and ID that the pool rewrites.
+func (m *UpstreamMetrics) Exchanged(latency time.Duration, _, _ int) {
+	_ = m.e.sink.TimeInMilliseconds(m.latency.name, ms(latency), m.latency.tags, 1)
+}
+
+// Resent implements [upstream.Observer].
+func (m *UpstreamMetrics) Resent() { m.count(m.resent) }
+
+// Unmatched implements [upstream.Observer].
+func (m *UpstreamMetrics) Unmatched() { m.count(m.unmatched) }
+
+func (m *UpstreamMetrics) count(s series) { _ = m.e.sink.Count(s.name, 1, s.tags, 1) }
+
+// sendGauges sends the health gauge, and the pool gauges once Watch has
+// been called. The upstream of the proxy's own replies has no gauges.
+func (m *UpstreamMetrics) sendGauges() {
+	if m == m.e.proxy.self {
+		return
+	}
+	healthy := 0.0
+	if m.healthy.Load() {
+		healthy = 1
+	}
+	m.gauge(m.health, healthy)
+	if ref := m.stats.Load(); ref != nil {
+		open, inFlight := ref.Stats()
+		m.gauge(m.cxActive, float64(max(open, 0)))
+		m.gauge(m.inflight, float64(max(inFlight, 0)))
+	}
+}
+
+// gauge sends v, which must not be negative: statsd reads a leading '-' in
+// a gauge as a decrement.
+func (m *UpstreamMetrics) gauge(s series, v float64) { _ = m.e.sink.Gauge(s.name, v, s.tags, 1) }
