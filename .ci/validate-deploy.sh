@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# Validates the deployment files with real parsers and validators, and proves
+# each validator is not a no-op by feeding it a broken copy that must fail.
+#
+#   bash .ci/validate-deploy.sh
+#
+# Needs: docker-compose (Debian) or `docker compose`, python3 with botocore and
+# yaml (Debian: python3-botocore, python3-yaml), jq, systemd-analyze, go (for
+# actionlint and hclfmt from the Go module proxy), shellcheck (used by
+# actionlint on run: steps). Ends with "N passed, N failed".
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+ACTIONLINT=github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
+HCLFMT=github.com/hashicorp/hcl/v2/cmd/hclfmt@v2.25.0
+# The Debian python3 carries the Debian modules (botocore, yaml) even where
+# another python3 comes first on PATH.
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+
+pass=0
+fail=0
+check() {
+	local name=$1
+	shift
+	if "$@"; then
+		pass=$((pass + 1))
+		printf 'PASS  %s\n' "$name"
+	else
+		fail=$((fail + 1))
+		printf 'FAIL  %s\n' "$name"
+	fi
+}
+fails() { ! "$@" >/dev/null 2>&1; }
+section() { printf '\n=== %s ===\n' "$*"; }
+
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
+# ---------------------------------------------------------------------------
+section "docker-compose.yml"
+if command -v docker-compose >/dev/null; then
+	COMPOSE=(docker-compose)
+elif docker compose version >/dev/null 2>&1; then
+	COMPOSE=(docker compose)
+else
+	echo "neither docker-compose nor docker compose is installed" >&2
+	exit 2
+fi
+echo "    using: $("${COMPOSE[@]}" version 2>/dev/null | head -n 1)"
+compose_config() { "${COMPOSE[@]}" -f "$1" --project-directory "$ROOT" config -q; }
+check "compose config accepts docker-compose.yml" compose_config docker-compose.yml
+compose_services() {
+	[ "$("${COMPOSE[@]}" -f docker-compose.yml config --services | sort | tr '\n' ' ')" = "dotproxy grafana graphite " ]
+}
+check "compose defines dotproxy, graphite and grafana" compose_services
+compose_wiring() {
+	local cfg
+	cfg=$("${COMPOSE[@]}" -f docker-compose.yml config)
+	grep -q 'DOTPROXY_STATSD_ADDR: graphite:8125' <<<"$cfg" &&
+		grep -q '/dotproxy' <<<"$cfg" && grep -q 'healthcheck' <<<"$cfg" &&
+		grep -q 'restart: unless-stopped' <<<"$cfg" &&
+		grep -q 'deploy/grafana/dotproxy.json' <<<"$cfg"
+}
+check "compose wires statsd, health check, restart policy and the dashboard" compose_wiring
+sed 's/^    restart: unless-stopped/    restart_policy_typo: unless-stopped/' docker-compose.yml >"$TMP/bad-compose.yml"
+check "compose config rejects a broken copy" fails compose_config "$TMP/bad-compose.yml"
+yaml_parses() { "$PY" -c 'import sys, yaml; [yaml.safe_load(open(f)) for f in sys.argv[1:]]' "$@"; }
+check "Grafana provisioning YAML parses" yaml_parses deploy/compose/grafana/provisioning/*/*.yml
+
+# ---------------------------------------------------------------------------
+section "deploy/**/*.json"
+json_parses() {
+	local f ok=0
+	while IFS= read -r f; do
+		jq empty "$f" || {
+			echo "    not JSON: $f"
+			ok=1
+		}
+	done < <(find deploy -name '*.json' | sort)
+	return "$ok"
+}
+check "every JSON file under deploy/ parses (jq)" json_parses
+
+# ---------------------------------------------------------------------------
+section "deploy/ecs"
+cat >"$TMP/ecs_validate.py" <<'PY'
+"""Validate an ECS task definition against the RegisterTaskDefinition input
+shape from botocore's ECS service model (what `aws ecs register-task-definition
+--cli-input-json` checks before sending)."""
+import json
+import sys
+
+import botocore.session
+from botocore.validate import ParamValidator
+
+model = botocore.session.get_session().get_service_model("ecs")
+shape = model.operation_model("RegisterTaskDefinition").input_shape
+with open(sys.argv[1]) as f:
+    params = json.load(f)
+report = ParamValidator().validate(params, shape)
+if report.has_errors():
+    print(report.generate_report())
+    sys.exit(1)
+PY
+ecs_valid() { "$PY" "$TMP/ecs_validate.py" "$1"; }
+ECS=deploy/ecs/task-definition.json
+check "ECS task definition matches botocore's RegisterTaskDefinition shape" ecs_valid "$ECS"
+jq '.containerDefinitions[0].healthcheck = .containerDefinitions[0].healthCheck | .cpu = 512' "$ECS" >"$TMP/bad-ecs.json"
+check "botocore rejects a broken copy" fails ecs_valid "$TMP/bad-ecs.json"
+ecs_wiring() {
+	jq -e '
+		(.containerDefinitions | map({(.name): .}) | add) as $c
+		| ($c.dotproxy.environment | map({(.name): .value}) | add) as $env
+		| ($c["datadog-agent"].environment | map({(.name): .value}) | add) as $dd
+		| ($env.DOTPROXY_STATSD_ADDR == "unix://" + $dd.DD_DOGSTATSD_SOCKET)
+		and ([$c.dotproxy.mountPoints[].sourceVolume] == [$c["datadog-agent"].mountPoints[].sourceVolume])
+		and ($c.dotproxy.healthCheck.command == ["CMD", "/dotproxy", "healthcheck"])
+		and ($c.dotproxy.logConfiguration.logDriver != null)
+		and ($c.dotproxy.user == "65532:65532")
+		and ([$c.dotproxy.portMappings[] | "\(.containerPort)/\(.protocol)"] | sort == ["53/tcp", "53/udp"])
+	' "$ECS" >/dev/null
+}
+check "ECS: DogStatsD over the shared socket, health check, logs, non-root on 53" ecs_wiring
+
+# ---------------------------------------------------------------------------
+section "deploy/nomad"
+NOMAD=deploy/nomad/dotproxy.nomad.hcl
+hcl_parses() { go run "$HCLFMT" -check "$1" >/dev/null; }
+check "Nomad job parses as HCL (hclfmt -check)" hcl_parses "$NOMAD"
+hcl_formatted() { diff -u "$NOMAD" <(go run "$HCLFMT" "$NOMAD"); }
+check "Nomad job is hclfmt-formatted" hcl_formatted
+sed 's/^job "dotproxy" {/job "dotproxy" {{/' "$NOMAD" >"$TMP/bad.nomad.hcl"
+check "hclfmt rejects a broken copy" fails hcl_parses "$TMP/bad.nomad.hcl"
+nomad_wiring() {
+	grep -q '^job "dotproxy" {' "$NOMAD" && grep -q 'type = "service"' "$NOMAD" &&
+		grep -q 'driver = "docker"' "$NOMAD" && grep -Eq 'args += \["healthcheck"\]' "$NOMAD" &&
+		grep -qF 'DOTPROXY_STATSD_ADDR = "$''{attr.unique.network.ip-address}' "$NOMAD"
+}
+check "Nomad: service job, docker driver, healthcheck, node-local statsd" nomad_wiring
+
+# ---------------------------------------------------------------------------
+section "deploy/systemd"
+UNIT=deploy/systemd/dotproxy.service
+# systemd-analyze verify resolves ExecStart= and the unit's dependencies, so it
+# runs against a scratch root holding the system's units, the unit under test
+# and a stand-in executable.
+unit_root() {
+	local r=$1 unit=$2
+	mkdir -p "$r/usr/local/bin" "$r/etc/systemd/system" "$r/usr/lib/systemd"
+	cp -a /usr/lib/systemd/system "$r/usr/lib/systemd/"
+	install -m 0755 /bin/true "$r/usr/local/bin/dotproxy"
+	install -m 0644 "$unit" "$r/etc/systemd/system/dotproxy.service"
+}
+unit_verifies() {
+	local out
+	out=$(systemd-analyze verify --root="$1" dotproxy.service 2>&1) || {
+		echo "$out"
+		return 1
+	}
+	# verify exits 0 on unknown keys and bad values; any word from it is a failure.
+	[ -z "$out" ] || {
+		echo "$out"
+		return 1
+	}
+}
+unit_root "$TMP/unit-ok" "$UNIT"
+check "systemd-analyze verify: no warnings" unit_verifies "$TMP/unit-ok"
+sed 's/^ProtectSystem=strict/ProtectSystem=bogus/' "$UNIT" >"$TMP/bad.service"
+unit_root "$TMP/unit-bad" "$TMP/bad.service"
+check "systemd-analyze verify rejects a broken copy" fails unit_verifies "$TMP/unit-bad"
+unit_exposure() {
+	local out
+	out=$(systemd-analyze security --offline=yes --root="$TMP/unit-ok" --threshold=25 dotproxy.service 2>&1) || {
+		echo "$out" | tail -n 5
+		return 1
+	}
+	echo "    $(grep 'Overall exposure' <<<"$out")"
+}
+check "systemd-analyze security: exposure at most 2.5 (hardened)" unit_exposure
+
+# ---------------------------------------------------------------------------
+section "GitHub workflows"
+if ! command -v shellcheck >/dev/null; then
+	echo "    shellcheck not installed: actionlint will not check run: scripts"
+fi
+check "actionlint" go run "$ACTIONLINT" -color=false
+
+# ---------------------------------------------------------------------------
+section "Dockerfile"
+# Requirements from issue 5 that a reader could break without noticing.
+dockerfile_requirements() {
+	local f=Dockerfile
+	grep -Eq '^FROM --platform=.BUILDPLATFORM golang:.[{]GO_VERSION[}] AS build' "$f" &&
+		grep -q '^ARG GO_VERSION=1.26' "$f" &&
+		grep -q 'TARGETOS' "$f" && grep -q 'TARGETARCH' "$f" &&
+		grep -q -- '--mount=type=cache,target=/go/pkg/mod' "$f" &&
+		grep -q 'CGO_ENABLED=0' "$f" && grep -q -- '-trimpath' "$f" &&
+		grep -q '^FROM scratch' "$f" &&
+		grep -q '^USER 65532:65532' "$f" &&
+		grep -q '^EXPOSE 53/udp 53/tcp' "$f" &&
+		grep -q 'CMD \["/dotproxy", "healthcheck"\]' "$f" &&
+		grep -q 'org.opencontainers.image.source' "$f"
+}
+check "Dockerfile: multi-stage, static, scratch, non-root, 53, health check, labels" dockerfile_requirements
+dockerignore_keeps_sources() { ! grep -Eq '^(\*\.go|go\.(mod|sum))$' .dockerignore; }
+check ".dockerignore keeps go.mod, go.sum and the sources" dockerignore_keeps_sources
+if apt-cache policy hadolint 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+	apt-get install -y --no-install-recommends hadolint >/dev/null
+	check "hadolint" hadolint Dockerfile
+else
+	echo "    hadolint: not packaged in this Debian release (apt-cache policy hadolint"
+	echo "    shows no candidate); no Dockerfile linter runs here beyond the checks above"
+fi
+
+printf '\n%d passed, %d failed\n' "$pass" "$fail"
+[ "$fail" -eq 0 ]
