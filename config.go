@@ -1,0 +1,300 @@
+package main
+
+import (
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dotproxy/dotproxy/balance"
+	"github.com/dotproxy/dotproxy/emit"
+	"github.com/dotproxy/dotproxy/upstream"
+	"github.com/kelseyhightower/envconfig"
+)
+
+// envPrefix starts every variable dotproxy reads.
+const envPrefix = "DOTPROXY"
+
+// config is everything dotproxy reads from its environment. Nested structs
+// add their name to the variable: Upstream.MaxConns is
+// DOTPROXY_UPSTREAM_MAX_CONNS.
+type config struct {
+	Upstreams    upstreamList  `split_words:"true" default:"1.1.1.1:853,1.0.0.1:853" desc:"resolvers to forward to: comma-separated host[:port][#tls-name]; port 853 if omitted; IPv6 as [addr]:port. Without #tls-name the certificate must be valid for the host (IP SAN for an address)"`
+	Listen       listenList    `split_words:"true" default:":53" desc:"comma-separated host:port addresses, each served on UDP and TCP; an empty host means every address"`
+	Allow        prefixList    `split_words:"true" default:"127.0.0.0/8,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,169.254.0.0/16,::1/128,fc00::/7,fe80::/10" desc:"client networks (CIDRs or single addresses) that may query; others get REFUSED. 0.0.0.0/0,::/0 allows everyone"`
+	QueryTimeout time.Duration `split_words:"true" default:"4s" desc:"total time a query may take, retries included; the client then gets SERVFAIL. Below the 5 s that stub resolvers wait, so they see an answer rather than a timeout"`
+
+	TLS struct {
+		CAFile string  `split_words:"true" desc:"PEM bundle trusted instead of the system roots"`
+		Pins   pinList `split_words:"true" desc:"comma-separated base64 SHA-256 SubjectPublicKeyInfo pins; when set, the verified chain must also contain a pinned key"`
+	}
+
+	Upstream struct {
+		MaxConns         int           `split_words:"true" default:"4" desc:"connections per upstream at most, those being opened included"`
+		WarmConns        int           `split_words:"true" default:"1" desc:"connections per upstream kept open without traffic (recycled every idle timeout), so a query after a quiet spell does not wait for a handshake; 0 keeps none"`
+		MaxInflight      int           `split_words:"true" default:"256" desc:"queries outstanding on one upstream connection at most (1 to 65535); a new connection opens when all are full"`
+		ConnectTimeout   time.Duration `split_words:"true" default:"2s" desc:"TCP connect timeout"`
+		HandshakeTimeout time.Duration `split_words:"true" default:"2s" desc:"TLS handshake timeout"`
+		IdleTimeout      time.Duration `split_words:"true" default:"8s" desc:"close an upstream connection idle this long; keep it below the resolver's own (about 10 s at public resolvers)"`
+		AttemptTimeout   time.Duration `split_words:"true" default:"1500ms" desc:"retire a connection that owes answers and has sent nothing for this long, and send its queries again; shorter than DOTPROXY_QUERY_TIMEOUT"`
+		TCPFastopen      bool          `split_words:"true" default:"true" desc:"use TCP Fast Open to upstreams where the kernel allows (Linux net.ipv4.tcp_fastopen bit 1)"`
+	}
+
+	Client struct {
+		TCPIdleTimeout time.Duration `split_words:"true" default:"10s" desc:"close a client TCP connection that sends no query for this long"`
+		TCPMaxConns    int           `split_words:"true" default:"1000" desc:"client TCP connections per listen address at most; more are closed at once"`
+		TCPMaxInflight int           `split_words:"true" default:"64" desc:"queries answered at once per client TCP connection"`
+		UDPMaxInflight int           `split_words:"true" default:"10000" desc:"UDP queries answered at once per listen address; past it the socket is not read"`
+	}
+
+	Policy     balance.Policy `split_words:"true" default:"least_outstanding" desc:"load-balancing policy: round_robin, random, historical_connections, availability, failover, least_outstanding, fastest"`
+	MaxRetries int            `split_words:"true" default:"2" desc:"further upstreams a query may try after an attempt failed, within DOTPROXY_QUERY_TIMEOUT"`
+	HedgeAfter time.Duration  `split_words:"true" default:"0s" desc:"send a query still unanswered after this long to a second upstream too, first answer wins; 0 turns hedging off"`
+	Probe      struct {
+		Name       string        `split_words:"true" default:"." desc:"name queried (type NS) to probe an upstream that is down"`
+		Timeout    time.Duration `split_words:"true" default:"2s" desc:"timeout of one probe"`
+		MaxBackoff time.Duration `split_words:"true" default:"10s" desc:"longest wait between probes of an upstream that stays down"`
+		ResetAfter time.Duration `split_words:"true" default:"30s" desc:"time an upstream must work after coming back before its backoff starts from 100 ms again"`
+	}
+
+	Statsd struct {
+		Addr          string        `split_words:"true" desc:"host:port (UDP) or unix:///path (DogStatsD socket); empty: metrics off unless DD_AGENT_HOST or DD_DOGSTATSD_URL name an agent"`
+		Format        emit.Format   `split_words:"true" default:"dogstatsd" desc:"dogstatsd (tags) or statsd (plain lines, tags folded into names)"`
+		Prefix        string        `split_words:"true" default:"dotproxy" desc:"metric name prefix"`
+		Tags          []string      `split_words:"true" desc:"constant tags for every metric in dogstatsd format, e.g. env:home,host:edge1"`
+		FlushInterval time.Duration `split_words:"true" default:"1s" desc:"how often aggregated counts and gauges are sent"`
+	}
+
+	Log struct {
+		Level  logLevel  `split_words:"true" default:"info" desc:"debug, info, warn or error"`
+		Format logFormat `split_words:"true" default:"auto" desc:"auto (coloured text on a terminal, JSON otherwise), text or json"`
+	}
+}
+
+// settingError names the variable at fault and its value, in the one line
+// that start-up prints before it exits.
+type settingError struct {
+	key, value string
+	err        error
+}
+
+func (e *settingError) Error() string {
+	return fmt.Sprintf("%s=%q: %v", e.key, e.value, e.err)
+}
+
+// loadConfig reads and checks the environment.
+func loadConfig() (*config, error) {
+	var c config
+	if err := envconfig.Process(envPrefix, &c); err != nil {
+		var pe *envconfig.ParseError
+		if errors.As(err, &pe) {
+			return nil, &settingError{key: pe.KeyName, value: pe.Value, err: unwrapAll(pe.Err)}
+		}
+		return nil, err
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// unwrapAll strips strconv's "parsing ...: " wrapper down to the cause, since
+// the message already names the variable and the value.
+func unwrapAll(err error) error {
+	var ne *strconv.NumError
+	if errors.As(err, &ne) {
+		return ne.Err
+	}
+	return err
+}
+
+func env(key string) string { return envPrefix + "_" + key }
+
+func (c *config) validate() error {
+	bad := func(key string, value any, format string, args ...any) error {
+		return &settingError{key: env(key), value: fmt.Sprint(value), err: fmt.Errorf(format, args...)}
+	}
+	if len(c.Upstreams) == 0 {
+		return bad("UPSTREAMS", "", "at least one upstream is required")
+	}
+	if len(c.Upstreams) > balance.MaxUpstreams {
+		return bad("UPSTREAMS", len(c.Upstreams), "at most %d upstreams", balance.MaxUpstreams)
+	}
+	if len(c.Listen) == 0 {
+		return bad("LISTEN", "", "at least one address is required")
+	}
+	if c.QueryTimeout <= 0 {
+		return bad("QUERY_TIMEOUT", c.QueryTimeout, "must be positive")
+	}
+	if c.TLS.CAFile != "" {
+		if _, err := loadCAs(c.TLS.CAFile); err != nil {
+			return bad("TLS_CA_FILE", c.TLS.CAFile, "%v", err)
+		}
+	}
+	positive := []struct {
+		key string
+		v   int
+	}{
+		{"UPSTREAM_MAX_CONNS", c.Upstream.MaxConns},
+		{"UPSTREAM_MAX_INFLIGHT", c.Upstream.MaxInflight},
+		{"CLIENT_TCP_MAX_CONNS", c.Client.TCPMaxConns},
+		{"CLIENT_TCP_MAX_INFLIGHT", c.Client.TCPMaxInflight},
+		{"CLIENT_UDP_MAX_INFLIGHT", c.Client.UDPMaxInflight},
+	}
+	for _, p := range positive {
+		if p.v < 1 {
+			return bad(p.key, p.v, "must be at least 1")
+		}
+	}
+	if c.Upstream.MaxInflight > 65535 {
+		return bad("UPSTREAM_MAX_INFLIGHT", c.Upstream.MaxInflight, "at most 65535 queries fit the ID space of one connection")
+	}
+	if c.Upstream.WarmConns < 0 || c.Upstream.WarmConns > c.Upstream.MaxConns {
+		return bad("UPSTREAM_WARM_CONNS", c.Upstream.WarmConns, "must be from 0 to DOTPROXY_UPSTREAM_MAX_CONNS (%d)", c.Upstream.MaxConns)
+	}
+	durations := []struct {
+		key string
+		v   time.Duration
+	}{
+		{"UPSTREAM_CONNECT_TIMEOUT", c.Upstream.ConnectTimeout},
+		{"UPSTREAM_HANDSHAKE_TIMEOUT", c.Upstream.HandshakeTimeout},
+		{"UPSTREAM_IDLE_TIMEOUT", c.Upstream.IdleTimeout},
+		{"UPSTREAM_ATTEMPT_TIMEOUT", c.Upstream.AttemptTimeout},
+		{"CLIENT_TCP_IDLE_TIMEOUT", c.Client.TCPIdleTimeout},
+	}
+	for _, d := range durations {
+		if d.v <= 0 {
+			return bad(d.key, d.v, "must be positive")
+		}
+	}
+	// balance checks its own ranges; one field at a time tells which
+	// variable is at fault.
+	balanceChecks := []struct {
+		key   string
+		value any
+		cfg   balance.Config
+	}{
+		{"MAX_RETRIES", c.MaxRetries, balance.Config{MaxRetries: c.MaxRetries}},
+		{"HEDGE_AFTER", c.HedgeAfter, balance.Config{HedgeAfter: c.HedgeAfter}},
+		{"PROBE_NAME", c.Probe.Name, balance.Config{ProbeName: c.Probe.Name}},
+		{"PROBE_TIMEOUT", c.Probe.Timeout, balance.Config{ProbeTimeout: c.Probe.Timeout}},
+		{"PROBE_MAX_BACKOFF", c.Probe.MaxBackoff, balance.Config{ProbeMaxBackoff: c.Probe.MaxBackoff}},
+		{"PROBE_RESET_AFTER", c.Probe.ResetAfter, balance.Config{ProbeResetAfter: c.Probe.ResetAfter}},
+	}
+	for _, b := range balanceChecks {
+		if err := b.cfg.Validate(); err != nil {
+			return bad(b.key, b.value, "%v", err)
+		}
+	}
+	if err := c.emitConfig(nil).Validate(); err != nil {
+		return err // names its variable
+	}
+	return nil
+}
+
+// loadCAs reads a PEM bundle into a pool.
+func loadCAs(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, errors.New("no PEM certificate in the file")
+	}
+	return pool, nil
+}
+
+// upstreamList is DOTPROXY_UPSTREAMS.
+type upstreamList []upstream.Spec
+
+// Decode implements envconfig.Decoder.
+func (l *upstreamList) Decode(s string) error {
+	*l = nil
+	for _, part := range splitList(s) {
+		spec, err := upstream.ParseSpec(part)
+		if err != nil {
+			return fmt.Errorf("%q: %w", part, err)
+		}
+		*l = append(*l, spec)
+	}
+	return nil
+}
+
+// listenList is DOTPROXY_LISTEN.
+type listenList []string
+
+// Decode implements envconfig.Decoder.
+func (l *listenList) Decode(s string) error {
+	*l = nil
+	for _, part := range splitList(s) {
+		host, port, err := net.SplitHostPort(part)
+		if err != nil {
+			return fmt.Errorf("%q: %w", part, err)
+		}
+		if host != "" {
+			if _, err := netip.ParseAddr(host); err != nil {
+				return fmt.Errorf("%q: host must be an IP address or empty", part)
+			}
+		}
+		if _, err := net.LookupPort("tcp", port); err != nil {
+			return fmt.Errorf("%q: bad port", part)
+		}
+		*l = append(*l, part)
+	}
+	return nil
+}
+
+// prefixList is DOTPROXY_ALLOW.
+type prefixList []netip.Prefix
+
+// Decode implements envconfig.Decoder.
+func (l *prefixList) Decode(s string) error {
+	*l = nil
+	for _, part := range splitList(s) {
+		p, err := netip.ParsePrefix(part)
+		if err != nil {
+			a, aerr := netip.ParseAddr(part)
+			if aerr != nil {
+				return fmt.Errorf("%q is neither a CIDR nor an address", part)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		*l = append(*l, p.Masked())
+	}
+	return nil
+}
+
+// pinList is DOTPROXY_TLS_PINS.
+type pinList [][sha256.Size]byte
+
+// Decode implements envconfig.Decoder.
+func (l *pinList) Decode(s string) error {
+	*l = nil
+	for _, part := range splitList(s) {
+		b, err := base64.StdEncoding.DecodeString(part)
+		if err != nil || len(b) != sha256.Size {
+			return fmt.Errorf("%q is not a base64 SHA-256 digest", part)
+		}
+		*l = append(*l, [sha256.Size]byte(b))
+	}
+	return nil
+}
+
+// splitList splits a comma-separated value, dropping blanks.
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}

@@ -1,0 +1,342 @@
+package main_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dotproxy/dotproxy/internal/dottest"
+	"github.com/miekg/dns"
+)
+
+// binary is dotproxy built once for every test here.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "dotproxy-test")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "dotproxy")
+	build := exec.Command("go", "build", "-ldflags", "-X main.version=v9.9.9-test", "-o", binary, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		os.RemoveAll(dir)
+		panic(err)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// command runs dotproxy with exactly the given DOTPROXY_* settings.
+func command(env map[string]string, args ...string) *exec.Cmd {
+	cmd := exec.Command(binary, args...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	return cmd
+}
+
+func TestVersion(t *testing.T) {
+	out, err := command(nil, "-version").Output()
+	if err != nil || strings.TrimSpace(string(out)) != "dotproxy v9.9.9-test" {
+		t.Fatalf("%q %v", out, err)
+	}
+}
+
+func TestHelpListsEveryVariable(t *testing.T) {
+	out, err := command(nil, "-h").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{
+		"UPSTREAMS", "LISTEN", "ALLOW", "QUERY_TIMEOUT", "TLS_CA_FILE", "TLS_PINS",
+		"UPSTREAM_MAX_CONNS", "UPSTREAM_WARM_CONNS", "UPSTREAM_MAX_INFLIGHT", "UPSTREAM_CONNECT_TIMEOUT",
+		"UPSTREAM_HANDSHAKE_TIMEOUT", "UPSTREAM_IDLE_TIMEOUT", "UPSTREAM_ATTEMPT_TIMEOUT", "UPSTREAM_TCP_FASTOPEN",
+		"CLIENT_TCP_IDLE_TIMEOUT", "CLIENT_TCP_MAX_CONNS", "CLIENT_TCP_MAX_INFLIGHT", "CLIENT_UDP_MAX_INFLIGHT",
+		"POLICY", "MAX_RETRIES", "HEDGE_AFTER", "PROBE_NAME", "PROBE_TIMEOUT", "PROBE_MAX_BACKOFF", "PROBE_RESET_AFTER",
+		"STATSD_ADDR", "STATSD_FORMAT", "STATSD_PREFIX", "STATSD_TAGS", "STATSD_FLUSH_INTERVAL",
+		"LOG_LEVEL", "LOG_FORMAT",
+	} {
+		if !strings.Contains(string(out), "DOTPROXY_"+key+"  (") {
+			t.Errorf("-h does not list DOTPROXY_%s", key)
+		}
+	}
+}
+
+func TestBadSettingStopsStartup(t *testing.T) {
+	tests := []struct{ key, value string }{
+		{"DOTPROXY_UPSTREAMS", "1.1.1.1:99999"},
+		{"DOTPROXY_UPSTREAMS", "1.1.1.1#bad name"},
+		{"DOTPROXY_UPSTREAMS", " , "},
+		{"DOTPROXY_LISTEN", "localhost:53"},
+		{"DOTPROXY_LISTEN", "127.0.0.1"},
+		{"DOTPROXY_ALLOW", "10.0.0.0/33"},
+		{"DOTPROXY_QUERY_TIMEOUT", "soon"},
+		{"DOTPROXY_QUERY_TIMEOUT", "-1s"},
+		{"DOTPROXY_TLS_CA_FILE", "/nonexistent/ca.pem"},
+		{"DOTPROXY_TLS_CA_FILE", "/dev/null"},
+		{"DOTPROXY_TLS_PINS", "not-base64!"},
+		{"DOTPROXY_TLS_PINS", "YWJj"},
+		{"DOTPROXY_UPSTREAM_MAX_CONNS", "0"},
+		{"DOTPROXY_UPSTREAM_MAX_INFLIGHT", "70000"},
+		{"DOTPROXY_UPSTREAM_WARM_CONNS", "9"},
+		{"DOTPROXY_UPSTREAM_IDLE_TIMEOUT", "0s"},
+		{"DOTPROXY_UPSTREAM_TCP_FASTOPEN", "maybe"},
+		{"DOTPROXY_CLIENT_TCP_MAX_CONNS", "lots"},
+		{"DOTPROXY_POLICY", "fastest_please"},
+		{"DOTPROXY_MAX_RETRIES", "99"},
+		{"DOTPROXY_HEDGE_AFTER", "-5ms"},
+		{"DOTPROXY_PROBE_NAME", "bad..name"},
+		{"DOTPROXY_STATSD_ADDR", "no-port"},
+		{"DOTPROXY_STATSD_FORMAT", "graphite"},
+		{"DOTPROXY_LOG_LEVEL", "loud"},
+		{"DOTPROXY_LOG_FORMAT", "xml"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.key+"="+tt.value, func(t *testing.T) {
+			cmd := command(map[string]string{tt.key: tt.value, "DOTPROXY_LISTEN": "127.0.0.1:0"})
+			if tt.key == "DOTPROXY_LISTEN" {
+				cmd = command(map[string]string{tt.key: tt.value})
+			}
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			if code := cmd.ProcessState.ExitCode(); code != 2 {
+				t.Fatalf("exit %d (%v), want 2; stderr: %s", code, err, stderr.String())
+			}
+			out := strings.TrimSpace(stderr.String())
+			if strings.Count(out, "\n") != 0 {
+				t.Fatalf("want one line, got:\n%s", out)
+			}
+			if !strings.Contains(out, tt.key) {
+				t.Fatalf("%q does not name %s", out, tt.key)
+			}
+			if tt.value != " , " && !strings.Contains(out, tt.value) {
+				t.Fatalf("%q does not quote the value %q", out, tt.value)
+			}
+		})
+	}
+}
+
+// proxyProcess is a running dotproxy.
+type proxyProcess struct {
+	cmd  *exec.Cmd
+	addr string // where it listens, UDP and TCP
+
+	mu   sync.Mutex
+	logs []map[string]any
+	done chan struct{}
+}
+
+// startProxy runs dotproxy against upstreams and waits for its start-up
+// line, which names the bound address.
+func startProxy(t *testing.T, env map[string]string) *proxyProcess {
+	t.Helper()
+	base := map[string]string{
+		"DOTPROXY_LISTEN":     "127.0.0.1:0",
+		"DOTPROXY_LOG_FORMAT": "json",
+		"DOTPROXY_LOG_LEVEL":  "debug",
+	}
+	for k, v := range env {
+		base[k] = v
+	}
+	p := &proxyProcess{cmd: command(base), done: make(chan struct{})}
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan string, 1)
+	go func() {
+		defer close(p.done)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var line map[string]any
+			if json.Unmarshal(sc.Bytes(), &line) != nil {
+				t.Errorf("log line is not JSON: %s", sc.Text())
+				continue
+			}
+			p.mu.Lock()
+			p.logs = append(p.logs, line)
+			p.mu.Unlock()
+			if line["msg"] == "dotproxy started" {
+				listen, _ := line["listen"].([]any)
+				if len(listen) > 0 {
+					started <- fmt.Sprint(listen[0])
+				}
+			}
+		}
+		io.Copy(io.Discard, stderr)
+	}()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+		p.cmd.Wait()
+	})
+	select {
+	case p.addr = <-started:
+	case <-p.done:
+		t.Fatalf("dotproxy exited before it started: %v", p.allLogs())
+	case <-time.After(20 * time.Second):
+		t.Fatal("dotproxy did not start")
+	}
+	return p
+}
+
+func (p *proxyProcess) allLogs() []map[string]any {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]map[string]any(nil), p.logs...)
+}
+
+// stop sends SIGTERM and returns the exit code.
+func (p *proxyProcess) stop(t *testing.T) int {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-p.done
+	p.cmd.Wait()
+	return p.cmd.ProcessState.ExitCode()
+}
+
+func upstreamEnv(t *testing.T, srvs ...*dottest.Server) map[string]string {
+	t.Helper()
+	// Every test server has its own CA: trust them all through one bundle.
+	path := filepath.Join(t.TempDir(), "ca.pem")
+	var bundle []byte
+	var ups []string
+	for _, s := range srvs {
+		bundle = append(bundle, s.CA.PEM...)
+		ups = append(ups, s.Addr+"#dns.test")
+	}
+	if err := os.WriteFile(path, bundle, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return map[string]string{
+		"DOTPROXY_UPSTREAMS":   strings.Join(ups, ","),
+		"DOTPROXY_TLS_CA_FILE": path,
+	}
+}
+
+func ask(t *testing.T, network, addr, name string, qtype uint16) *dns.Msg {
+	t.Helper()
+	q := new(dns.Msg)
+	q.SetQuestion(dns.Fqdn(name), qtype)
+	c := &dns.Client{Net: network, Timeout: 10 * time.Second}
+	a, _, err := c.Exchange(q, addr)
+	if err != nil {
+		t.Fatalf("%s %s: %v", network, name, err)
+	}
+	if a.Id != q.Id {
+		t.Fatalf("answer id %d, query id %d", a.Id, q.Id)
+	}
+	return a
+}
+
+func TestEndToEnd(t *testing.T) {
+	srv := dottest.Start(t, dottest.Options{Concurrent: true})
+	p := startProxy(t, upstreamEnv(t, srv))
+	for _, network := range []string{"udp", "tcp"} {
+		a := ask(t, network, p.addr, "e2e.example", dns.TypeA)
+		if a.Rcode != dns.RcodeSuccess || len(a.Answer) != 1 {
+			t.Fatalf("%s: %v", network, a)
+		}
+	}
+	// Larger than 512 bytes: truncated over UDP, whole over TCP.
+	if a := ask(t, "udp", p.addr, "big.example", dns.TypeTXT); !a.Truncated {
+		t.Fatalf("UDP answer to big.example not truncated: %d records", len(a.Answer))
+	}
+	if a := ask(t, "tcp", p.addr, "big.example", dns.TypeTXT); a.Truncated || len(a.Answer) != 12 {
+		t.Fatalf("TCP answer to big.example: TC %v, %d records", a.Truncated, len(a.Answer))
+	}
+	hc := command(map[string]string{"DOTPROXY_LISTEN": p.addr}, "healthcheck")
+	if out, err := hc.CombinedOutput(); err != nil {
+		t.Fatalf("healthcheck: %v %s", err, out)
+	}
+	if code := p.stop(t); code != 0 {
+		t.Fatalf("exit %d after SIGTERM", code)
+	}
+	if raw := srv.Raw(); strings.Contains(string(raw), "e2e") || strings.Contains(string(raw), "example") {
+		t.Fatal("a query name crossed the wire in plaintext")
+	}
+}
+
+func TestHealthcheckFailsWithoutListener(t *testing.T) {
+	cmd := command(map[string]string{"DOTPROXY_LISTEN": "127.0.0.1:1", "DOTPROXY_QUERY_TIMEOUT": "200ms"}, "healthcheck")
+	if err := cmd.Run(); cmd.ProcessState.ExitCode() != 1 {
+		t.Fatalf("exit %d (%v), want 1", cmd.ProcessState.ExitCode(), err)
+	}
+}
+
+func TestWrongCertificateGivesServFailAndNoPlaintext(t *testing.T) {
+	ca := dottest.NewCA(t)
+	cert := ca.Leaf(t, "impostor.test")
+	srv := dottest.Start(t, dottest.Options{Cert: &cert})
+	env := upstreamEnv(t, srv)
+	env["DOTPROXY_TLS_CA_FILE"] = ca.WritePEM(t)
+	env["DOTPROXY_QUERY_TIMEOUT"] = "500ms"
+	p := startProxy(t, env)
+	for _, network := range []string{"udp", "tcp"} {
+		if a := ask(t, network, p.addr, "secretname.example", dns.TypeA); a.Rcode != dns.RcodeServerFailure {
+			t.Fatalf("%s: rcode %s, want SERVFAIL", network, dns.RcodeToString[a.Rcode])
+		}
+	}
+	if srv.Queries() != 0 {
+		t.Fatalf("the impostor read %d queries", srv.Queries())
+	}
+	if strings.Contains(string(srv.Raw()), "secretname") {
+		t.Fatal("the query name reached the impostor in plaintext")
+	}
+	p.stop(t)
+	warned := false
+	for _, l := range p.allLogs() {
+		if l["level"] == "WARN" && strings.Contains(fmt.Sprint(l["err"]), "impostor.test") {
+			warned = true
+		}
+	}
+	if !warned {
+		t.Fatal("the verification failure was not logged with its reason")
+	}
+}
+
+func TestACLRefuses(t *testing.T) {
+	srv := dottest.Start(t, dottest.Options{})
+	env := upstreamEnv(t, srv)
+	env["DOTPROXY_ALLOW"] = "192.0.2.0/24"
+	p := startProxy(t, env)
+	if a := ask(t, "udp", p.addr, "no.example", dns.TypeA); a.Rcode != dns.RcodeRefused {
+		t.Fatalf("rcode %s, want REFUSED", dns.RcodeToString[a.Rcode])
+	}
+	if srv.Queries() != 0 {
+		t.Fatal("a refused query reached the upstream")
+	}
+}
+
+func TestServerClosingConnectionsFailsNoClientQuery(t *testing.T) {
+	srv := dottest.Start(t, dottest.Options{CloseAfter: 3})
+	p := startProxy(t, upstreamEnv(t, srv))
+	for i := range 30 {
+		network := []string{"udp", "tcp"}[i%2]
+		if a := ask(t, network, p.addr, fmt.Sprintf("n%d.example", i), dns.TypeA); a.Rcode != dns.RcodeSuccess {
+			t.Fatalf("query %d: %s", i, dns.RcodeToString[a.Rcode])
+		}
+	}
+	if srv.Accepted() < 5 {
+		t.Fatalf("server accepted only %d connections; it closes each after 3 answers", srv.Accepted())
+	}
+}
