@@ -18,6 +18,7 @@ const (
 	EnvPrefix        = "DOTPROXY_STATSD_PREFIX"
 	EnvTags          = "DOTPROXY_STATSD_TAGS"
 	EnvFlushInterval = "DOTPROXY_STATSD_FLUSH_INTERVAL"
+	EnvSingleValue   = "DOTPROXY_STATSD_SINGLE_VALUE"
 )
 
 // Defaults filled in by [Config.Validate] and [New] for zero fields.
@@ -84,6 +85,14 @@ type Config struct {
 	// how often the gauges are read. Timings and sizes are sent as soon as a
 	// datagram fills, or within FlushInterval. Zero means one second.
 	FlushInterval time.Duration
+	// SingleValue makes the dogstatsd format send every timing and size as
+	// a line of its own. By default the Datadog client's extended
+	// aggregation packs the samples of one series taken in a FlushInterval
+	// into one multi-value line ("name:1.2:3.4|ms", DogStatsD protocol 1.1:
+	// Datadog Agent 6.25 or 7.25 and later, statsd_exporter 0.27 and
+	// later), which costs the query path several times less. Set it for a
+	// relay that cannot parse such lines. StatsD format ignores it.
+	SingleValue bool
 	// Logger receives send failures at Warn level, at most one line every
 	// ten seconds. Nil means slog.Default().
 	Logger *slog.Logger

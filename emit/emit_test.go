@@ -3,6 +3,7 @@ package emit_test
 import (
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -115,12 +116,14 @@ func TestEmitter_formats(t *testing.T) {
 		name   string
 		listen func(testing.TB) *collector
 		format emit.Format
+		single bool
 		parse  func(string) (metric, error)
 		want   map[string][]string
 	}{
-		{"dogstatsd over UDP", listenUDP, emit.DogStatsD, parseDogStatsD, wantDogStatsD},
-		{"dogstatsd over a Unix socket", listenUnix, emit.DogStatsD, parseDogStatsD, wantDogStatsD},
-		{"statsd over UDP", listenUDP, emit.StatsD, parseStatsD, wantStatsD},
+		{"dogstatsd over UDP", listenUDP, emit.DogStatsD, false, parseDogStatsD, wantDogStatsD},
+		{"dogstatsd single values", listenUDP, emit.DogStatsD, true, parseDogStatsD, wantDogStatsD},
+		{"dogstatsd over a Unix socket", listenUnix, emit.DogStatsD, false, parseDogStatsD, wantDogStatsD},
+		{"statsd over UDP", listenUDP, emit.StatsD, false, parseStatsD, wantStatsD},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -131,7 +134,7 @@ func TestEmitter_formats(t *testing.T) {
 				t.Setenv("DD_ENV", "")
 			}
 			c := tt.listen(t)
-			e := newEmitter(t, emit.Config{Addr: c.addr(), Format: tt.format, Tags: []string{"env:test"}})
+			e := newEmitter(t, emit.Config{Addr: c.addr(), Format: tt.format, Tags: []string{"env:test"}, SingleValue: tt.single})
 			if !e.Enabled() {
 				t.Fatal("Enabled() = false with an address")
 			}
@@ -141,6 +144,21 @@ func TestEmitter_formats(t *testing.T) {
 			}
 			lines := c.until(hasAll(t, tt.want, "dotproxy.", tt.parse))
 			checkSeries(t, byKey(t, lines, "dotproxy.", tt.parse), tt.want)
+
+			// Extended aggregation packs the three samples into one line.
+			rtt := 0
+			for _, l := range lines {
+				if strings.HasPrefix(l, "dotproxy.query.rtt") && strings.Contains(l, "udp") {
+					rtt++
+				}
+			}
+			want := 3
+			if tt.format == emit.DogStatsD && !tt.single {
+				want = 1
+			}
+			if rtt != want {
+				t.Errorf("%d lines for the three UDP RTT samples, want %d", rtt, want)
+			}
 		})
 	}
 }

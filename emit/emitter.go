@@ -109,12 +109,16 @@ func (e *Emitter) dial(cfg Config) (interface {
 		}
 		return s, nil
 	}
-	c, err := statsd.New(cfg.Addr,
+	opts := []statsd.Option{
 		statsd.WithTags(slices.Clip(slices.Clone(cfg.Tags))),
 		statsd.WithClientSideAggregation(),
 		statsd.WithAggregationInterval(cfg.FlushInterval),
 		statsd.WithErrorHandler(e.errs.handle),
-	)
+	}
+	if !cfg.SingleValue {
+		opts = append(opts, statsd.WithExtendedClientSideAggregation())
+	}
+	c, err := statsd.New(cfg.Addr, opts...)
 	switch {
 	case err == nil:
 		return c, nil

@@ -2,12 +2,14 @@ package emit_test
 
 import (
 	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -138,14 +140,16 @@ func (c *collector) until(done func(lines []string) bool) []string {
 
 // metric is one parsed line.
 type metric struct {
-	name, value, typ string
-	tags             []string // sorted
+	name, typ string
+	values    []string // more than one in a DogStatsD multi-value line
+	tags      []string // sorted
 }
 
 // key names the series of m: its name, type and sorted tags.
 func (m metric) key() string { return m.name + "|" + m.typ + "|" + strings.Join(m.tags, ",") }
 
-// parseDogStatsD parses a DogStatsD metric line. It accepts the optional
+// parseDogStatsD parses a DogStatsD metric line, with one value or, from
+// extended aggregation, several separated by ':'. It accepts the optional
 // fields the Datadog client may add (sample rate, container ID, external
 // env, cardinality) and returns the tags sorted.
 func parseDogStatsD(l string) (metric, error) {
@@ -157,7 +161,7 @@ func parseDogStatsD(l string) (metric, error) {
 	if !ok || name == "" || value == "" {
 		return metric{}, errors.New("want name:value")
 	}
-	m := metric{name: name, value: value, typ: fields[1]}
+	m := metric{name: name, values: strings.Split(value, ":"), typ: fields[1]}
 	for _, f := range fields[2:] {
 		if tags, ok := strings.CutPrefix(f, "#"); ok {
 			m.tags = strings.Split(tags, ",")
@@ -178,7 +182,7 @@ func parseStatsD(l string) (metric, error) {
 	if sub == nil {
 		return metric{}, errors.New("not a plain statsd line")
 	}
-	return metric{name: sub[1], value: sub[3], typ: sub[5]}, nil
+	return metric{name: sub[1], values: []string{sub[3]}, typ: sub[5]}, nil
 }
 
 // byKey groups the lines whose name starts with prefix by series, failing
@@ -193,7 +197,7 @@ func byKey(t testing.TB, lines []string, prefix string, parse func(string) (metr
 			continue
 		}
 		if strings.HasPrefix(m.name, prefix) {
-			got[m.key()] = append(got[m.key()], m.value)
+			got[m.key()] = append(got[m.key()], m.values...)
 		}
 	}
 	return got
@@ -211,4 +215,29 @@ func hasAll(t testing.TB, want map[string][]string, prefix string, parse func(st
 		}
 		return true
 	}
+}
+
+// newTestLogger returns a logger writing text lines, safe for concurrent
+// use, and a function that returns what it wrote so far.
+func newTestLogger() (*slog.Logger, func() string) {
+	w := &lockedWriter{}
+	return slog.New(slog.NewTextHandler(w, nil)), w.String
+}
+
+// lockedWriter is a strings.Builder safe for concurrent use.
+type lockedWriter struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -1,0 +1,96 @@
+package emit_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/dotproxy/dotproxy/emit"
+)
+
+func TestConfig_Validate(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     emit.Config
+		wantVar string // empty: valid
+	}{
+		{"zero config", emit.Config{}, ""},
+		{"udp", emit.Config{Addr: "127.0.0.1:8125"}, ""},
+		{"host name", emit.Config{Addr: "statsd.example:8125", Format: emit.StatsD}, ""},
+		{"ipv6", emit.Config{Addr: "[::1]:8125"}, ""},
+		{"unix", emit.Config{Addr: "unix:///var/run/datadog/dsd.socket"}, ""},
+		{"tags", emit.Config{Tags: []string{"env:home", "edge"}}, ""},
+		{"dotted prefix", emit.Config{Prefix: "edge1.dotproxy"}, ""},
+		{"no port", emit.Config{Addr: "127.0.0.1"}, emit.EnvAddr},
+		{"port zero", emit.Config{Addr: "127.0.0.1:0"}, emit.EnvAddr},
+		{"port too big", emit.Config{Addr: "127.0.0.1:65536"}, emit.EnvAddr},
+		{"named port", emit.Config{Addr: "127.0.0.1:statsd"}, emit.EnvAddr},
+		{"no host", emit.Config{Addr: ":8125"}, emit.EnvAddr},
+		{"relative unix path", emit.Config{Addr: "unix://dsd.socket"}, emit.EnvAddr},
+		{"unix in statsd format", emit.Config{Addr: "unix:///tmp/s", Format: emit.StatsD}, emit.EnvAddr},
+		{"unknown format", emit.Config{Format: "graphite"}, emit.EnvFormat},
+		{"prefix with slash", emit.Config{Prefix: "dot/proxy"}, emit.EnvPrefix},
+		{"prefix ending in a dot", emit.Config{Prefix: "dotproxy."}, emit.EnvPrefix},
+		{"tag with a pipe", emit.Config{Tags: []string{"a|b"}}, emit.EnvTags},
+		{"empty tag", emit.Config{Tags: []string{""}}, emit.EnvTags},
+		{"negative interval", emit.Config{FlushInterval: -1}, emit.EnvFlushInterval},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.cfg.Validate()
+			if tt.wantVar == "" {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			if !errors.Is(err, emit.ErrConfig) || !strings.Contains(err.Error(), tt.wantVar) {
+				t.Fatalf("Validate() = %v, want an ErrConfig naming %s", err, tt.wantVar)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("Validate() = %q, want one line", err)
+			}
+		})
+	}
+}
+
+func TestFormat_UnmarshalText(t *testing.T) {
+	tests := []struct {
+		text    string
+		want    emit.Format
+		wantErr bool
+	}{
+		{"dogstatsd", emit.DogStatsD, false},
+		{"statsd", emit.StatsD, false},
+		{"", emit.DogStatsD, false},
+		{"StatsD", "", true},
+		{"influx", "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.text, func(t *testing.T) {
+			var f emit.Format
+			err := f.UnmarshalText([]byte(tt.text))
+			if tt.wantErr {
+				if err == nil || !strings.Contains(err.Error(), "dogstatsd or statsd") || !strings.Contains(err.Error(), emit.EnvFormat) {
+					t.Fatalf("UnmarshalText(%q) = %v, want an error listing the formats", tt.text, err)
+				}
+				return
+			}
+			if err != nil || f != tt.want {
+				t.Fatalf("UnmarshalText(%q) = %q, %v; want %q", tt.text, f, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestNew_unresolvableHost(t *testing.T) {
+	clearDD(t)
+	for _, f := range []emit.Format{emit.DogStatsD, emit.StatsD} {
+		t.Run(string(f), func(t *testing.T) {
+			_, err := emit.New(emit.Config{Addr: "no-such-host.invalid:8125", Format: f})
+			if !errors.Is(err, emit.ErrConfig) || !strings.Contains(err.Error(), emit.EnvAddr) {
+				t.Fatalf("New = %v, want an ErrConfig naming %s", err, emit.EnvAddr)
+			}
+		})
+	}
+}

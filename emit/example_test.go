@@ -1,0 +1,25 @@
+package emit_test
+
+import (
+	"fmt"
+	"log"
+
+	"github.com/dotproxy/dotproxy/emit"
+)
+
+// ExampleNew shows the wiring main does: one Emitter, one UpstreamMetrics
+// per upstream under the name the upstream reports, and Close at shutdown.
+func ExampleNew() {
+	e, err := emit.New(emit.Config{}) // no address: metrics off
+	if err != nil {
+		log.Fatal(err) // main exits with status 2 on errors.Is(err, emit.ErrConfig)
+	}
+	defer e.Close()
+
+	obs := e.Upstream("1.1.1.1:853") // upstream.Config.Observer
+	_ = obs                          // then obs.Watch(pool) once the pool exists
+	_ = e.Proxy()                    // the proxy's Observer
+	_ = e.Balance()                  // balance.Config.Observer
+	fmt.Println("metrics on:", e.Enabled())
+	// Output: metrics on: false
+}
