@@ -20,15 +20,18 @@ func Reply(q *Query, rcode int) []byte {
 
 // Truncated builds the reply that replaces an answer too large for a UDP
 // client: the answer's ID, flags and rcode with TC set, the question of the
-// query, no records, and the answer's OPT record (or a bare one when the query
-// had EDNS and the answer did not), so that the client retries over TCP
+// query, no records, and the answer's OPT record stripped of its options (or a
+// bare one when the query had EDNS and the answer did not), so that the client retries over TCP
 // (RFC 1035 §4.2.1, RFC 6891 §7). answer must be at least HeaderLen long.
 func Truncated(q *Query, answer []byte) []byte {
 	flags := binary.BigEndian.Uint16(answer[2:]) | flagTC
 	var opt []byte
 	if q.EDNS {
-		if s, e, ok := FindOPT(answer); ok {
-			opt = answer[s:e]
+		if s, _, ok := FindOPT(answer); ok {
+			// The answer's OPT header (size, extended rcode, version,
+			// flags) without its options: padding or cookies would
+			// only make the reply bigger than the client can take.
+			opt = append(answer[s:s+optLen-2:s+optLen-2], 0, 0)
 		}
 	}
 	return build(q, ID(answer), flags, opt)
