@@ -117,7 +117,7 @@ func (b *Balancer) Resolve(ctx context.Context, query []byte) ([]byte, string, e
 			b.obs.Retried(h.name)
 		}
 		var ans []byte
-		if ans, err = b.attempt(ctx, ctx, h, query, b.cfg.MaxRetries-n); err == nil {
+		if ans, err = b.attempt(ctx, h, query, b.cfg.MaxRetries-n); err == nil {
 			return ans, h.name, nil
 		}
 	}
@@ -149,15 +149,16 @@ func (b *Balancer) all() uint64 {
 }
 
 // attempt sends query to h once and does the bookkeeping: in-flight and
-// served counts, latency, and health. ctx is the query's own context, the
-// caller's; actx is ctx or a context derived from it that the Balancer may
-// cancel. left is the number of attempts that may still follow this one: when
-// ctx has a deadline, the attempt gets an equal share of the time that is
-// left among itself and them.
-func (b *Balancer) attempt(actx, ctx context.Context, h *host, query []byte, left int) ([]byte, error) {
+// served counts, latency, and health. left is the number of attempts that may
+// still follow this one: when ctx has a deadline, the attempt gets an equal
+// share of the time that is left among itself and them. An attempt whose ctx
+// was cancelled with errHedgeLost lost to another attempt of the same query;
+// one cancelled otherwise was given up by the caller.
+func (b *Balancer) attempt(ctx context.Context, h *host, query []byte, left int) ([]byte, error) {
+	actx := ctx
 	if dl, ok := ctx.Deadline(); ok && left > 0 {
 		var cancel context.CancelFunc
-		actx, cancel = context.WithDeadline(actx, time.Now().Add(time.Until(dl)/time.Duration(left+1)))
+		actx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(dl)/time.Duration(left+1)))
 		defer cancel()
 	}
 	wasDown := h.state.Load() == stateDown
@@ -169,17 +170,26 @@ func (b *Balancer) attempt(actx, ctx context.Context, h *host, query []byte, lef
 	h.inflight.Add(-1)
 	if err == nil {
 		h.observe(elapsed)
+		if h.losses.Load() != 0 {
+			h.losses.Store(0)
+		}
 		if wasDown {
 			b.answeredWhileDown(h)
 		}
 		return ans, nil
 	}
-	if errors.Is(actx.Err(), context.Canceled) {
-		if ctx.Err() == nil {
-			// Cancelled by the Balancer: this attempt lost to a hedge. It
-			// was at least this slow.
-			h.observe(elapsed)
+	if errors.Is(context.Cause(actx), errHedgeLost) {
+		// This attempt lost to a hedge. It was at least this slow, and
+		// too many such losses with no answer between them mean that the
+		// upstream is stalled.
+		h.observe(elapsed)
+		if h.losses.Add(1) >= maxLosses {
+			b.fail(h)
 		}
+		return nil, fmt.Errorf("%s: %w", h.name, err)
+	}
+	if errors.Is(actx.Err(), context.Canceled) {
+		// The caller gave up: no fault of the upstream.
 		return nil, fmt.Errorf("%s: %w", h.name, err)
 	}
 	if actx.Err() != nil {

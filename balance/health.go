@@ -13,6 +13,7 @@ const maxLevel = 30
 // schedules its first probe.
 func (b *Balancer) fail(h *host) {
 	h.lastFail.Store(time.Now().UnixNano())
+	h.losses.Store(0)
 	if h.state.Load() == stateDown {
 		return
 	}

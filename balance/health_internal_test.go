@@ -136,27 +136,98 @@ func TestDeadlinePassingCountsAgainstUpstream(t *testing.T) {
 func TestHedgeFollowsFastUpstream(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fakes := []*fakeUpstream{
-			newFake("slow", answerAfter(time.Hour)),
+			newFake("slow", answerAfter(time.Second)),
 			newFake("fast", answerAfter(time.Millisecond)),
 		}
 		obs := newRecorder()
 		b := newTestBalancer(t, fakes, Config{
 			Policy: Failover, MaxRetries: 1, HedgeAfter: 20 * time.Millisecond, Observer: obs,
 		})
-		for range 10 {
+		// Fewer losses than maxLosses: slow stays up and keeps being
+		// tried first.
+		for range maxLosses - 1 {
 			if got := resolve(t, b); got != "fast" {
 				t.Fatalf("answered by %s, want fast", got)
 			}
 		}
 		synctest.Wait()
-		if got := fakes[0].cancelled.Load(); got != 10 {
-			t.Errorf("%d of 10 losing attempts were cancelled", got)
+		if got := fakes[0].cancelled.Load(); got != maxLosses-1 {
+			t.Errorf("%d of %d losing attempts were cancelled", got, maxLosses-1)
 		}
-		if got := obs.hedged.Load(); got != 10 {
-			t.Errorf("Hedged called %d times, want 10", got)
+		if got := obs.hedged.Load(); got != maxLosses-1 {
+			t.Errorf("Hedged called %d times, want %d", got, maxLosses-1)
 		}
 		if len(obs.health) != 0 {
-			t.Error("a cancelled hedge loser was marked down")
+			t.Error("an upstream was marked down")
+		}
+		b.Close()
+	})
+}
+
+// TestHedgeLossesMarkStalledDown: an upstream whose attempts are always
+// cancelled by a winning hedge never times out, so a run of losses with no
+// answer in between marks it down instead. The caller cancels each query's
+// context once it has the answer, as the proxy does.
+func TestHedgeLossesMarkStalledDown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fakes := []*fakeUpstream{newFake("stalled", stall), newFake("fast", answer)}
+		obs := newRecorder()
+		b := newTestBalancer(t, fakes, Config{
+			Policy: Failover, MaxRetries: 2, HedgeAfter: 20 * time.Millisecond, Observer: obs,
+		})
+		query := func() string {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_, name, err := b.Resolve(ctx, testQuery)
+			cancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			synctest.Wait()
+			return name
+		}
+		for range maxLosses {
+			if got := query(); got != "fast" {
+				t.Fatalf("answered by %s, want fast", got)
+			}
+		}
+		if e := obs.next(t); e != (event{"stalled", false}) {
+			t.Fatalf("health change = %+v, want stalled down", e)
+		}
+		query()
+		if got := obs.hedged.Load(); got != maxLosses {
+			t.Errorf("Hedged called %d times, want %d: the query after detection was hedged", got, maxLosses)
+		}
+		if got := fakes[0].calls.Load(); got != maxLosses {
+			t.Errorf("stalled got %d client queries, want %d", got, maxLosses)
+		}
+		b.Close()
+	})
+}
+
+// TestAnswerResetsLosses: a hedge loss followed by an answer does not count
+// towards maxLosses.
+func TestAnswerResetsLosses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fakes := []*fakeUpstream{
+			newFake("u0", answerAfter(time.Second)),
+			newFake("u1", answerAfter(time.Millisecond)),
+		}
+		obs := newRecorder()
+		b := newTestBalancer(t, fakes, Config{Policy: Failover, HedgeAfter: 20 * time.Millisecond, Observer: obs})
+		for range 3 * maxLosses {
+			fakes[0].set(answerAfter(time.Second))
+			for range maxLosses - 1 {
+				resolve(t, b)
+				synctest.Wait() // the loser has counted its loss
+			}
+			fakes[0].set(answer)
+			if got := resolve(t, b); got != "u0" {
+				t.Fatalf("answered by %s, want u0", got)
+			}
+		}
+		synctest.Wait()
+		if len(obs.health) != 0 {
+			t.Error("u0 was marked down though it answered between its losses")
 		}
 		b.Close()
 	})

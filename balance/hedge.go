@@ -2,8 +2,13 @@ package balance
 
 import (
 	"context"
+	"errors"
 	"time"
 )
+
+// errHedgeLost is the cause with which the attempts still running when a
+// hedged query has its answer are cancelled.
+var errHedgeLost = errors.New("balance: another attempt answered first")
 
 // result is the outcome of one attempt of a hedged query.
 type result struct {
@@ -21,14 +26,14 @@ func (b *Balancer) resolveHedged(ctx context.Context, query []byte) ([]byte, str
 	if err := ctx.Err(); err != nil {
 		return nil, "", err
 	}
-	qctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	qctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(errHedgeLost)
 	// One slot per possible attempt, so that no attempt blocks on sending
 	// its result after Resolve has returned.
 	results := make(chan result, b.cfg.MaxRetries+2)
 	start := func(h *host, left int) {
 		go func() {
-			ans, err := b.attempt(qctx, ctx, h, query, left)
+			ans, err := b.attempt(qctx, h, query, left)
 			results <- result{h: h, ans: ans, err: err}
 		}()
 	}

@@ -19,6 +19,12 @@ const (
 	stateDown
 )
 
+// maxLosses is how many hedges in a row an upstream may lose, with no
+// answer from it in between, before it counts as failed. A stalled
+// upstream would otherwise never be marked down when hedging is on, because
+// every attempt on it is cancelled by the hedge that wins.
+const maxLosses = 4
+
 // latencyWeight is the inverse weight of a new sample in the moving average
 // of latency: each sample moves the average 1/8 of the way to itself.
 const latencyWeight = 8
@@ -35,6 +41,7 @@ type host struct {
 	served   atomic.Int64 // attempts ever started, probes excluded
 	latency  atomic.Int64 // moving average, in ns; 0 until measured
 	lastFail atomic.Int64 // Unix ns of the last failure; 0 if none
+	losses   atomic.Int32 // hedges lost in a row, with no answer since
 
 	mu sync.Mutex
 	// level is the backoff exponent: the next wait is FirstBackoff<<level.

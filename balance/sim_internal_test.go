@@ -122,12 +122,18 @@ func (s *simUpstream) Exchange(ctx context.Context, q []byte) ([]byte, error) {
 	}
 }
 
-// countingObserver counts the attempts beyond the first: retries and hedges.
-type countingObserver struct{ n atomic.Int64 }
+// countingObserver counts the attempts beyond the first, retries and
+// hedges, and passes every event on to next.
+type countingObserver struct {
+	n    atomic.Int64
+	next Observer
+}
 
-func (c *countingObserver) Retried(string)             { c.n.Add(1) }
-func (c *countingObserver) Hedged(string)              { c.n.Add(1) }
-func (c *countingObserver) HealthChanged(string, bool) {}
+func (c *countingObserver) Retried(u string) { c.n.Add(1); c.next.Retried(u) }
+func (c *countingObserver) Hedged(u string)  { c.n.Add(1); c.next.Hedged(u) }
+func (c *countingObserver) HealthChanged(u string, up bool) {
+	c.next.HealthChanged(u, up)
+}
 
 type simScenario struct {
 	name   string
@@ -157,8 +163,8 @@ type simResult struct {
 }
 
 const (
-	simRate     = 400 // queries per virtual second
-	simDuration = 10 * time.Second
+	simRate     = 300 // queries per virtual second
+	simDuration = 8 * time.Second
 )
 
 // simulate runs one scenario under one policy and returns the outcome.
@@ -175,7 +181,10 @@ func simulate(t *testing.T, sc simScenario, cfg Config, seed uint64) simResult {
 			}
 			ups[i] = sims[i]
 		}
-		obs := &countingObserver{}
+		obs := &countingObserver{next: cfg.Observer}
+		if obs.next == nil {
+			obs.next = NopObserver{}
+		}
 		cfg.Observer = obs
 		b, err := newBalancer(ups, cfg, seeded(seed))
 		if err != nil {
