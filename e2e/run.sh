@@ -1,0 +1,323 @@
+#!/usr/bin/env bash
+# End-to-end test of the built dotproxy binary against real software:
+# Debian's unbound as the DNS-over-TLS upstream (local answers only, no
+# internet), kdig as the client over UDP and TCP, tcpdump/tshark proving that
+# nothing readable leaves on the DoT side.
+#
+#   sudo bash e2e/run.sh          # root: tcpdump needs it
+#   E2E_KEEP=1 bash e2e/run.sh    # keep the work directory for a look
+#
+# Needs: go, openssl, unbound, kdig (knot-dnsutils), tcpdump, tshark, ss
+# (iproute2); dnsperf is used when present. Everything listens on 127.0.0.1
+# and ::1 on free high ports; every loop is bounded; every process started
+# here is stopped on exit. Ends with "N passed, N failed".
+set -euo pipefail
+
+E2E_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=e2e/lib.sh
+. "$E2E_ROOT/e2e/lib.sh"
+
+for tool in go openssl unbound unbound-checkconf kdig tcpdump ss; do
+	command -v "$tool" >/dev/null || {
+		echo "e2e: $tool is not installed" >&2
+		exit 2
+	}
+done
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/dotproxy-e2e.XXXXXX")
+chmod 0755 "$WORK"
+TCPDUMP_PID=
+on_exit() {
+	local rc=$?
+	if declare -F statsd_stop >/dev/null; then statsd_stop || true; fi
+	[ -n "$TCPDUMP_PID" ] && e2e_stop "$TCPDUMP_PID"
+	e2e_cleanup
+	if [ "$e2e_fail" -gt 0 ] || [ "$rc" -ne 0 ]; then
+		local f
+		for f in "$WORK"/*.log "$WORK"/unbound.stderr; do
+			[ -s "$f" ] || continue
+			printf '\n--- last lines of %s ---\n' "${f##*/}"
+			tail -n 25 "$f"
+		done
+	fi
+	if [ "${E2E_KEEP:-0}" = 1 ]; then
+		echo "work directory kept: $WORK"
+	else
+		rm -rf "$WORK"
+	fi
+	exit "$rc"
+}
+trap on_exit EXIT
+trap 'exit 130' INT TERM
+
+HAVE_V6=0
+if ip -6 addr show dev lo 2>/dev/null | grep -q 'inet6 ::1/128'; then HAVE_V6=1; fi
+
+# ---------------------------------------------------------------------------
+e2e_section "build (as the Dockerfile does)"
+VERSION="e2e-$(git -C "$E2E_ROOT" rev-parse --short HEAD 2>/dev/null || echo dev)"
+BIN=$WORK/dotproxy
+e2e_build "$BIN" "$VERSION"
+e2e_log "built $BIN ($VERSION)"
+# Output is captured before grep: grep -q in a pipeline may exit early and
+# make the writer die of SIGPIPE, which pipefail would count as a failure.
+version_stamped() {
+	local out
+	out=$("$BIN" -version 2>&1) && grep -qF -- "$VERSION" <<<"$out"
+}
+help_lists_vars() {
+	local out
+	out=$("$BIN" -h 2>&1) || true
+	grep -q DOTPROXY_UPSTREAMS <<<"$out" && grep -q DOTPROXY_LISTEN <<<"$out"
+}
+bad_setting_exits_2() {
+	local out rc=0
+	out=$(env DOTPROXY_UPSTREAMS="not a host:port:x" timeout 10 "$BIN" 2>&1) || rc=$?
+	[ "$rc" -eq 2 ] && grep -q DOTPROXY_UPSTREAMS <<<"$out"
+}
+e2e_check "-version prints the stamped version" version_stamped
+e2e_check "-h lists the DOTPROXY_ variables" help_lists_vars
+e2e_check "a bad setting stops start-up with exit 2 naming the variable" bad_setting_exits_2
+
+# ---------------------------------------------------------------------------
+e2e_section "upstream: unbound over DoT"
+e2e_certs "$WORK"
+UP_PORT=$(e2e_free_port)
+e2e_unbound "$WORK" "$UP_PORT"
+e2e_log "unbound $(unbound -V | head -n 1) on 127.0.0.1:$UP_PORT (tls name $E2E_ZONE)"
+
+# ---------------------------------------------------------------------------
+e2e_section "capture on lo"
+LP=$(e2e_free_port)
+tcpdump -i lo -n -U -Z root -s 0 -w "$WORK/lo.pcap" \
+	"tcp port $UP_PORT or port $LP" >"$WORK/tcpdump.log" 2>&1 &
+TCPDUMP_PID=$!
+for ((i = 0; i < 50; i++)); do
+	grep -q 'listening on' "$WORK/tcpdump.log" 2>/dev/null && break
+	sleep 0.1
+done
+grep -q 'listening on' "$WORK/tcpdump.log" || {
+	echo "tcpdump did not start" >&2
+	exit 1
+}
+e2e_log "tcpdump capturing tcp port $UP_PORT (DoT) and port $LP (clients)"
+
+# start_proxy NAME PORT VAR=value...: starts the binary with DOTPROXY_LISTEN
+# on 127.0.0.1:PORT (and [::1]:PORT) plus the given settings, waits until it
+# answers, and sets PROXY_PID.
+start_proxy() {
+	local name=$1 port=$2 listen
+	shift 2
+	listen="127.0.0.1:$port"
+	[ "$HAVE_V6" = 1 ] && listen="$listen,[::1]:$port"
+	env DOTPROXY_LISTEN="$listen" DOTPROXY_LOG_LEVEL=debug DOTPROXY_LOG_FORMAT=text \
+		"$@" "$BIN" >"$WORK/$name.log" 2>&1 &
+	PROXY_PID=$!
+	e2e_track "$PROXY_PID"
+	e2e_wait_dns 127.0.0.1 "$port" "$PROXY_PID"
+}
+
+# q PORT ARGS...: one kdig query to 127.0.0.1:PORT; output in $OUT.
+q() {
+	local port=$1
+	shift
+	OUT=$(kdig @127.0.0.1 -p "$port" +time=6 +retry=0 "$@" 2>&1) || true
+}
+status_is() { grep -q "status: $1" <<<"$OUT"; }
+has_tc() { grep -Eiq '^;; flags:[^;]* tc( |;)' <<<"$OUT"; }
+txt_count() { grep -Ec "^$1\.[[:space:]]+[0-9]+[[:space:]]+IN[[:space:]]+TXT" <<<"$OUT" || true; }
+over_tcp() { grep -q '^;; From .*(TCP)' <<<"$OUT"; }
+over_udp() { grep -q '^;; From .*(UDP)' <<<"$OUT"; }
+# answered_txt NAME COUNT UDP|TCP: NOERROR with all COUNT records, received
+# over that transport (and for UDP without TC).
+answered_txt() {
+	status_is NOERROR && [ "$(txt_count "$1")" -eq "$2" ] || return 1
+	case $3 in
+	UDP) over_udp && ! has_tc ;;
+	TCP) over_tcp ;;
+	esac
+}
+answered_a() { status_is NOERROR && grep -Eq "^$E2E_A_NAME\.[[:space:]].*IN[[:space:]]+A[[:space:]]+$E2E_A_ADDR" <<<"$OUT"; }
+
+# ---------------------------------------------------------------------------
+# Metrics: e2e/statsd.sh (when present) runs a real statsd server; the main
+# proxy sends to it and its metrics are checked after the queries below.
+STATSD_ENV=()
+STATSD_ON=0
+if [ -f "$E2E_ROOT/e2e/statsd.sh" ]; then
+	e2e_section "statsd receiver (e2e/statsd.sh)"
+	# shellcheck source=e2e/statsd.sh
+	. "$E2E_ROOT/e2e/statsd.sh"
+	statsd_up() { statsd_install && statsd_start; }
+	e2e_check "statsd server starts" statsd_up
+	if [ -n "${STATSD_ADDR:-}" ]; then
+		STATSD_ON=1
+		STATSD_ENV=(DOTPROXY_STATSD_ADDR="$STATSD_ADDR" DOTPROXY_STATSD_FORMAT=statsd)
+		e2e_log "statsd on $STATSD_ADDR"
+	fi
+fi
+
+e2e_section "dotproxy -> unbound: answers"
+start_proxy main "$LP" \
+	DOTPROXY_UPSTREAMS="127.0.0.1:$UP_PORT#$E2E_ZONE" \
+	DOTPROXY_TLS_CA_FILE="$WORK/ca.pem" \
+	DOTPROXY_QUERY_TIMEOUT=5s \
+	"${STATSD_ENV[@]}"
+MAIN_PID=$PROXY_PID
+e2e_log "dotproxy on 127.0.0.1:$LP$([ "$HAVE_V6" = 1 ] && echo " and [::1]:$LP")"
+
+q "$LP" "$E2E_A_NAME" A
+e2e_check "A over UDP" answered_a
+q "$LP" +tcp "$E2E_A_NAME" A
+e2e_check "A over TCP" answered_a
+if [ "$HAVE_V6" = 1 ]; then
+	OUT=$(kdig @::1 -p "$LP" +time=6 +retry=0 "$E2E_A_NAME" A 2>&1) || true
+	e2e_check "A over UDP on ::1" answered_a
+	OUT=$(kdig @::1 -p "$LP" +time=6 +retry=0 +tcp "$E2E_A_NAME" A 2>&1) || true
+	e2e_check "A over TCP on ::1" answered_a
+fi
+q "$LP" "nosuchname.$E2E_ZONE" A
+e2e_check "NXDOMAIN passes through" status_is NXDOMAIN
+
+# Truncation. mid is ~680 bytes, big ~1750 bytes on the wire.
+q "$LP" +noedns +ignore "$E2E_MID_NAME" TXT
+e2e_check "mid TXT over UDP without EDNS: TC=1" has_tc
+q "$LP" +noedns "$E2E_MID_NAME" TXT
+e2e_check "mid TXT over UDP without EDNS: kdig retries over TCP, full answer" \
+	answered_txt "$E2E_MID_NAME" "$E2E_MID_COUNT" TCP
+q "$LP" +bufsize=1232 "$E2E_MID_NAME" TXT
+e2e_check "mid TXT over UDP with EDNS 1232: whole answer, no TC" \
+	answered_txt "$E2E_MID_NAME" "$E2E_MID_COUNT" UDP
+q "$LP" +bufsize=1232 +ignore "$E2E_BIG_NAME" TXT
+e2e_check "big TXT over UDP with EDNS 1232: TC=1" has_tc
+q "$LP" +bufsize=512 +ignore "$E2E_BIG_NAME" TXT
+e2e_check "big TXT over UDP with EDNS 512: TC=1" has_tc
+q "$LP" +bufsize=1232 "$E2E_BIG_NAME" TXT
+e2e_check "big TXT over UDP: kdig retries over TCP, full answer" \
+	answered_txt "$E2E_BIG_NAME" "$E2E_BIG_COUNT" TCP
+q "$LP" +bufsize=4096 "$E2E_BIG_NAME" TXT
+e2e_check "big TXT over UDP with EDNS 4096: whole answer over UDP" \
+	answered_txt "$E2E_BIG_NAME" "$E2E_BIG_COUNT" UDP
+q "$LP" +tcp "$E2E_BIG_NAME" TXT
+e2e_check "big TXT over TCP: full answer" \
+	answered_txt "$E2E_BIG_NAME" "$E2E_BIG_COUNT" TCP
+
+# Several queries on one client TCP connection.
+q "$LP" +tcp +keepopen "$E2E_A_NAME" A "$E2E_MID_NAME" TXT "$E2E_BIG_NAME" TXT "nosuchname.$E2E_ZONE" A
+four_answers() {
+	[ "$(grep -c 'status: NOERROR' <<<"$OUT")" -eq 3 ] &&
+		[ "$(grep -c 'status: NXDOMAIN' <<<"$OUT")" -eq 1 ]
+}
+e2e_check "4 queries on one kept-open TCP connection" four_answers
+
+# A short, bounded load: 3 s at 200 queries/s over UDP.
+if command -v dnsperf >/dev/null; then
+	printf '%s A\n%s TXT\n%s TXT\n' "$E2E_A_NAME" "$E2E_MID_NAME" "nosuchname.$E2E_ZONE" >"$WORK/dnsperf.in"
+	dnsperf -s 127.0.0.1 -p "$LP" -d "$WORK/dnsperf.in" -l 3 -Q 200 -t 5 -c 4 \
+		>"$WORK/dnsperf.log" 2>&1 || true
+	e2e_log "dnsperf: $(grep -E 'Queries (sent|completed|lost)' "$WORK/dnsperf.log" | tr -s ' ' | paste -sd ';' -)"
+	none_lost() {
+		grep -Eq 'Queries sent: +[1-9]' "$WORK/dnsperf.log" &&
+			grep -Eq 'Queries lost: +0 ' "$WORK/dnsperf.log"
+	}
+	e2e_check "dnsperf 3 s at 200 q/s over UDP: every query answered" none_lost
+fi
+
+# ---------------------------------------------------------------------------
+e2e_section "healthcheck"
+HC_LISTEN="127.0.0.1:$LP"
+e2e_check "dotproxy healthcheck exits 0 against the running proxy" \
+	env DOTPROXY_LISTEN="$HC_LISTEN" timeout 20 "$BIN" healthcheck
+DEAD_PORT=$(e2e_free_port)
+healthcheck_fails() { ! env DOTPROXY_LISTEN="127.0.0.1:$DEAD_PORT" timeout 20 "$BIN" healthcheck; }
+e2e_check "dotproxy healthcheck exits non-zero when nothing listens" healthcheck_fails
+
+if [ "$STATSD_ON" = 1 ]; then
+	e2e_section "metrics (e2e/statsd.sh)"
+	e2e_check "dotproxy's metrics reach the statsd server" statsd_check_dotproxy
+fi
+
+# ---------------------------------------------------------------------------
+e2e_section "upstream verification"
+P2=$(e2e_free_port)
+start_proxy ipsan "$P2" \
+	DOTPROXY_UPSTREAMS="127.0.0.1:$UP_PORT" \
+	DOTPROXY_TLS_CA_FILE="$WORK/ca.pem" DOTPROXY_QUERY_TIMEOUT=3s
+q "$P2" "$E2E_A_NAME" A
+e2e_check "upstream given by IP is verified against the certificate's IP SAN" answered_a
+e2e_stop "$PROXY_PID"
+
+P3=$(e2e_free_port)
+start_proxy wrongname "$P3" \
+	DOTPROXY_UPSTREAMS="127.0.0.1:$UP_PORT#wrong.test" \
+	DOTPROXY_TLS_CA_FILE="$WORK/ca.pem" DOTPROXY_QUERY_TIMEOUT=2s
+q "$P3" "$E2E_A_NAME" A
+e2e_check "upstream with the wrong TLS name: SERVFAIL over UDP" status_is SERVFAIL
+q "$P3" +tcp "$E2E_A_NAME" A
+e2e_check "upstream with the wrong TLS name: SERVFAIL over TCP" status_is SERVFAIL
+e2e_stop "$PROXY_PID"
+
+P4=$(e2e_free_port)
+start_proxy untrusted "$P4" \
+	DOTPROXY_UPSTREAMS="127.0.0.1:$UP_PORT#$E2E_ZONE" DOTPROXY_QUERY_TIMEOUT=2s
+q "$P4" "$E2E_A_NAME" A
+e2e_check "upstream certificate from an untrusted CA: SERVFAIL" status_is SERVFAIL
+e2e_stop "$PROXY_PID"
+
+# ---------------------------------------------------------------------------
+e2e_section "access control"
+P5=$(e2e_free_port)
+start_proxy refused "$P5" \
+	DOTPROXY_UPSTREAMS="127.0.0.1:$UP_PORT#$E2E_ZONE" \
+	DOTPROXY_TLS_CA_FILE="$WORK/ca.pem" DOTPROXY_ALLOW=192.0.2.0/24
+q "$P5" "$E2E_A_NAME" A
+e2e_check "client outside DOTPROXY_ALLOW: REFUSED over UDP" status_is REFUSED
+q "$P5" +tcp "$E2E_A_NAME" A
+e2e_check "client outside DOTPROXY_ALLOW: REFUSED over TCP" status_is REFUSED
+e2e_stop "$PROXY_PID"
+
+# ---------------------------------------------------------------------------
+e2e_section "SIGTERM"
+kill -TERM "$MAIN_PID"
+rc=timeout
+for ((i = 0; i < 150; i++)); do
+	if ! kill -0 "$MAIN_PID" 2>/dev/null; then
+		rc=0
+		wait "$MAIN_PID" || rc=$?
+		break
+	fi
+	sleep 0.1
+done
+e2e_log "exit status after SIGTERM: $rc"
+e2e_check "SIGTERM: graceful exit with status 0 within 15 s" test "$rc" = 0
+
+# ---------------------------------------------------------------------------
+e2e_section "egress is encrypted"
+e2e_stop "$TCPDUMP_PID"
+TCPDUMP_PID=
+tcpdump -r "$WORK/lo.pcap" -w "$WORK/dot.pcap" "tcp port $UP_PORT" 2>/dev/null
+tcpdump -r "$WORK/lo.pcap" -w "$WORK/client.pcap" "port $LP" 2>/dev/null
+dot_packets=$(tcpdump -r "$WORK/dot.pcap" -n 2>/dev/null | wc -l)
+e2e_log "$dot_packets packets captured on the DoT side, $(tcpdump -r "$WORK/client.pcap" -n 2>/dev/null | wc -l) on the client side"
+e2e_check "capture control: the test name is readable on the client side" \
+	grep -aq "$E2E_CANARY" "$WORK/client.pcap"
+e2e_check "DoT side carried traffic" test "$dot_packets" -gt 20
+absent() { ! grep -aqF -- "$1" "$2"; }
+e2e_check "DoT side: the query name never appears in plaintext" \
+	absent "$E2E_CANARY" "$WORK/dot.pcap"
+e2e_check "DoT side: the TXT answer text never appears in plaintext" \
+	absent "r01-00000000000000000000" "$WORK/dot.pcap"
+if command -v tshark >/dev/null; then
+	tshark -r "$WORK/dot.pcap" -n -d "tcp.port==$UP_PORT,tls" -Y 'tls.handshake.type == 1' \
+		-T fields -e tls.handshake.extensions_server_name 2>/dev/null | sort | uniq -c >"$WORK/sni.txt" || true
+	e2e_log "ClientHello SNI seen: $(tr -s ' \n' ' ' <"$WORK/sni.txt")"
+	e2e_check "tshark: TLS ClientHello with SNI $E2E_ZONE on the DoT side" \
+		grep -q " $E2E_ZONE\$" "$WORK/sni.txt"
+	app=$(tshark -r "$WORK/dot.pcap" -n -d "tcp.port==$UP_PORT,tls" -Y 'tls.app_data' 2>/dev/null | wc -l)
+	e2e_log "$app TLS application-data records on the DoT side"
+	e2e_check "tshark: DNS travelled as TLS application data" test "$app" -gt 0
+	plain=$(tshark -r "$WORK/dot.pcap" -n -d "tcp.port==$UP_PORT,dns" -Y "dns.qry.name contains \"$E2E_CANARY\"" 2>/dev/null | wc -l)
+	e2e_check "tshark: no DNS message readable on the DoT side" test "$plain" -eq 0
+fi
+
+e2e_summary
