@@ -19,8 +19,9 @@ import (
 
 // serve wires the packages together, serves until ctx is done, then shuts
 // down in order: clients first, so that queries in flight still reach their
-// upstreams, then the balancer and the pools, then metrics.
-func serve(ctx context.Context, cfg *config, log *slog.Logger) error {
+// upstreams, then the balancer and the pools, then metrics. ready, if not
+// nil, is given the bound addresses once queries are being served.
+func serve(ctx context.Context, cfg *config, log *slog.Logger, ready func(addrs []string)) error {
 	metrics, err := emit.New(cfg.emitConfig(log))
 	if err != nil {
 		return err
@@ -75,6 +76,9 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) error {
 		return err
 	}
 	log.Info("dotproxy started", cfg.logAttrs(srv.Addrs(), metrics.Enabled())...)
+	if ready != nil {
+		ready(srv.Addrs())
+	}
 
 	<-ctx.Done()
 	log.Info("shutting down: answering the queries in flight")

@@ -45,6 +45,9 @@ type Options struct {
 	// Silent reports, for the n-th accepted connection (from 0), whether the
 	// server reads its queries but never answers and never closes it.
 	Silent func(conn int) bool
+	// Echo answers each query with its own bytes, QR set, without parsing
+	// it: a server as cheap as can be, for benchmarks of the client side.
+	Echo bool
 	// ResetMidAnswer reports, for the n-th connection, whether the server
 	// writes half of its first answer and then resets the connection.
 	ResetMidAnswer func(conn int) bool
@@ -218,6 +221,10 @@ func (s *Server) serveConn(tcp *net.TCPConn, idx int) {
 		return
 	}
 	tcp.SetDeadline(time.Time{})
+	if s.opts.Echo {
+		s.echo(tc)
+		return
+	}
 	sc := &serverConn{s: s, idx: idx, tcp: tcp, tls: tc}
 	defer sc.wg.Wait()
 	silent := s.opts.Silent != nil && s.opts.Silent(idx)
@@ -346,4 +353,56 @@ func DefaultHandler(q *dns.Msg) *dns.Msg {
 		a.SetEdns0(4096, opt.Do())
 	}
 	return a
+}
+
+// echo returns every frame with the QR bit set, flushing whenever no more
+// input is buffered, so that answers to pipelined queries share records.
+func (s *Server) echo(tc *tls.Conn) {
+	r := bufio.NewReaderSize(tc, 32<<10)
+	w := bufio.NewWriterSize(tc, 32<<10)
+	buf := make([]byte, 65535+2)
+	for {
+		if _, err := io.ReadFull(r, buf[:2]); err != nil {
+			return
+		}
+		n := int(binary.BigEndian.Uint16(buf))
+		if _, err := io.ReadFull(r, buf[2:2+n]); err != nil {
+			return
+		}
+		s.queries.Add(1)
+		if n >= 3 {
+			buf[4] |= 0x80
+		}
+		w.Write(buf[:2+n])
+		if r.Buffered() == 0 && w.Flush() != nil {
+			return
+		}
+	}
+}
+
+// Dial opens a DoT connection to the server, trusting its CA, closed when the
+// test ends: the direct path that benchmarks compare the proxy with.
+func (s *Server) Dial(tb testing.TB) *tls.Conn {
+	tb.Helper()
+	c, err := tls.Dial("tcp", s.Addr, &tls.Config{ServerName: "dns.test", RootCAs: s.CA.Pool})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Exchange writes one framed query on c and reads one framed answer into
+// ans, which must be large enough; it returns the answer's length.
+func Exchange(c io.ReadWriter, query, ans []byte) (int, error) {
+	frame := binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(query)), uint16(len(query)))
+	if _, err := c.Write(append(frame, query...)); err != nil {
+		return 0, err
+	}
+	if _, err := io.ReadFull(c, ans[:2]); err != nil {
+		return 0, err
+	}
+	n := int(binary.BigEndian.Uint16(ans))
+	_, err := io.ReadFull(c, ans[:n])
+	return n, err
 }
