@@ -165,6 +165,9 @@ type simResult struct {
 const (
 	simRate     = 300 // queries per virtual second
 	simDuration = 8 * time.Second
+	// simTimeout is each query's deadline, DOTPROXY_QUERY_TIMEOUT's
+	// default.
+	simTimeout = 4 * time.Second
 )
 
 // simulate runs one scenario under one policy and returns the outcome.
@@ -198,7 +201,7 @@ func simulate(t *testing.T, sc simScenario, cfg Config, seed uint64) simResult {
 		for time.Since(start) < simDuration {
 			time.Sleep(time.Duration(arrivals.ExpFloat64() * float64(time.Second) / simRate))
 			wg.Go(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				ctx, cancel := context.WithTimeout(context.Background(), simTimeout)
 				defer cancel()
 				t0 := time.Now()
 				_, name, err := b.Resolve(ctx, testQuery)
