@@ -31,6 +31,10 @@ type conn struct {
 	inflight  int       // slots reserved by acquire
 	idleSince time.Time // when inflight last fell to zero
 
+	// dead is set as the connection starts to end, so that acquire stops
+	// choosing it before it is out of the pool.
+	dead atomic.Bool
+
 	// progress is when the connection last showed life (an answer read, or
 	// a first query while it owed nothing), in nanoseconds since epoch.
 	progress atomic.Int64
@@ -231,6 +235,7 @@ func closeReason(err error) CloseReason {
 // (idle, shutdown) sends a TLS close_notify; a broken one just drops the
 // socket, which might otherwise block on a peer that no longer reads.
 func (c *conn) shut(reason CloseReason, err error) {
+	c.dead.Store(true)
 	c.mu.Lock()
 	if c.ended {
 		c.mu.Unlock()

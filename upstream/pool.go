@@ -226,7 +226,7 @@ func (p *Pool) acquire(ctx context.Context) (*conn, error) {
 // that the others go idle and close.
 func (p *Pool) pickLocked() *conn {
 	for _, c := range p.conns {
-		if c.inflight < p.cfg.MaxInFlight {
+		if c.inflight < p.cfg.MaxInFlight && !c.dead.Load() {
 			return c
 		}
 	}
@@ -263,8 +263,8 @@ func (p *Pool) dialLocked() *dialCall {
 		c, err := p.open()
 		p.mu.Lock()
 		p.dialing = nil
-		if err == nil && p.closed {
-			err = ErrClosed
+		if p.closed {
+			err = ErrClosed // whatever the dial said, Close cut it short
 		}
 		if err == nil {
 			p.conns = append(p.conns, c)
@@ -320,6 +320,12 @@ func (p *Pool) open() (*conn, error) {
 	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.ConnectTimeout)
 	raw, err := p.dialer.DialContext(ctx, "tcp", p.cfg.Addr)
 	cancel()
+	if p.ctx.Err() != nil {
+		if raw != nil {
+			raw.Close()
+		}
+		return nil, ErrClosed
+	}
 	if err != nil {
 		p.obs.ConnFailed(StageConnect)
 		return nil, &DialError{Upstream: p.cfg.Addr, Stage: StageConnect, Err: err}
@@ -330,6 +336,9 @@ func (p *Pool) open() (*conn, error) {
 	cancel()
 	if err != nil {
 		raw.Close()
+		if p.ctx.Err() != nil {
+			return nil, ErrClosed
+		}
 		stage := handshakeStage(err)
 		p.obs.ConnFailed(stage)
 		return nil, &DialError{Upstream: p.cfg.Addr, Stage: stage, Err: err}
