@@ -42,9 +42,15 @@ const ddNoAgent = "No address passed and autodetection from environment failed"
 // safe for concurrent use. Build it with [New] and stop it with Close.
 type Emitter struct {
 	names  namer
-	sink   sink
-	client flushCloser // nil when metrics are off
+	sink   atomic.Pointer[sinkRef] // the client, or nopSink when off or closed
+	client flushCloser             // nil when metrics are off
 	errs   *errorLog
+
+	// lifeMu is held shared by Flush and exclusively by Close, so that the
+	// client is never flushed once closed: the Datadog client's Flush
+	// would wait forever.
+	lifeMu sync.RWMutex
+	closed bool // guarded by lifeMu
 
 	proxy   ProxyMetrics
 	balance BalanceMetrics
@@ -54,11 +60,16 @@ type Emitter struct {
 	upsMu sync.Mutex
 	ups   atomic.Pointer[map[string]*UpstreamMetrics]
 
-	stop      chan struct{} // closed by Close to stop the gauge loop
-	done      chan struct{} // closed when the gauge loop has returned
-	closeOnce sync.Once
-	closeErr  error
+	stop     chan struct{} // closed by Close to stop the gauge loop
+	done     chan struct{} // closed when the gauge loop has returned
+	closeErr error         // guarded by lifeMu
 }
+
+// sinkRef boxes a sink for an atomic.Pointer.
+type sinkRef struct{ sink }
+
+// out returns where metrics go now.
+func (e *Emitter) out() sink { return e.sink.Load().sink }
 
 // New validates cfg and returns an Emitter that sends to cfg.Addr, or one
 // that discards everything when metrics are off (see [Config.Addr]). It
@@ -71,7 +82,6 @@ func New(cfg Config) (*Emitter, error) {
 	cfg = cfg.withDefaults()
 	e := &Emitter{
 		names: namer{format: cfg.Format, prefix: cfg.Prefix},
-		sink:  nopSink{},
 		errs:  &errorLog{log: cfg.Logger, every: errorLogInterval},
 		stop:  make(chan struct{}),
 		done:  make(chan struct{}),
@@ -80,8 +90,10 @@ func New(cfg Config) (*Emitter, error) {
 	if err != nil {
 		return nil, err
 	}
+	e.sink.Store(&sinkRef{nopSink{}})
 	if client != nil {
-		e.sink, e.client = client, client
+		e.sink.Store(&sinkRef{client})
+		e.client = client
 	}
 	e.ups.Store(&map[string]*UpstreamMetrics{})
 	e.proxy = newProxyMetrics(e)
@@ -167,9 +179,11 @@ func (e *Emitter) Upstream(name string) *UpstreamMetrics {
 
 // Flush reads the gauges, then sends everything buffered, and returns when
 // it is written to the socket. Tests and shutdown use it; the Emitter also
-// flushes on its own.
+// flushes on its own. After Close it does nothing.
 func (e *Emitter) Flush() error {
-	if e.client == nil {
+	e.lifeMu.RLock()
+	defer e.lifeMu.RUnlock()
+	if e.client == nil || e.closed {
 		return nil
 	}
 	e.readGauges()
@@ -177,18 +191,21 @@ func (e *Emitter) Flush() error {
 }
 
 // Close stops the gauge goroutine, sends what is buffered and closes the
-// client. Observer methods called after Close do nothing harmful; their
-// metrics are lost. Close is safe to call more than once.
+// client. Events reported after Close, by queries still in flight, are
+// dropped. Close is safe to call more than once; later calls return the
+// first one's error.
 func (e *Emitter) Close() error {
-	e.closeOnce.Do(func() {
-		if e.client == nil {
-			return
-		}
-		close(e.stop)
-		<-e.done
-		e.readGauges()
-		e.closeErr = e.client.Close()
-	})
+	e.lifeMu.Lock()
+	defer e.lifeMu.Unlock()
+	if e.client == nil || e.closed {
+		return e.closeErr
+	}
+	e.closed = true
+	close(e.stop)
+	<-e.done
+	e.readGauges()
+	e.sink.Store(&sinkRef{nopSink{}})
+	e.closeErr = e.client.Close()
 	return e.closeErr
 }
 

@@ -121,3 +121,30 @@ func TestEmitter_serverDown(t *testing.T) {
 		})
 	}
 }
+
+// TestEmitter_afterClose checks that events reported after Close, as by
+// queries still in flight at shutdown, are dropped without harm.
+func TestEmitter_afterClose(t *testing.T) {
+	clearDD(t)
+	for _, f := range []emit.Format{emit.DogStatsD, emit.StatsD} {
+		t.Run(string(f), func(t *testing.T) {
+			c := listenUDP(t)
+			e, err := emit.New(emit.Config{Addr: c.addr(), Format: f, FlushInterval: time.Hour})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.Upstream(google).Watch(fakePool{1, 1})
+			e.Upstream(google).Watch(nil)
+			if err := e.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			drive(e)
+			if err := e.Flush(); err != nil {
+				t.Fatalf("Flush after Close: %v", err)
+			}
+			if err := e.Close(); err != nil {
+				t.Fatalf("second Close: %v", err)
+			}
+		})
+	}
+}

@@ -59,7 +59,7 @@ func (p *ProxyMetrics) Answered(t proxy.Transport, upstream string, rcode int, r
 		m = p.e.Upstream(upstream)
 	}
 	ti := transportIndex(t)
-	sk := p.e.sink
+	sk := p.e.out()
 	q := m.query[ti][rcodeIndex(rcode)]
 	_ = sk.Count(q.name, 1, q.tags, 1)
 	r := m.rtt[ti]
@@ -88,4 +88,4 @@ func (p *ProxyMetrics) Failed(t proxy.Transport, reason proxy.FailReason) {
 	p.count(p.servfail[transportIndex(t)][failIndex(reason)])
 }
 
-func (p *ProxyMetrics) count(s series) { _ = p.e.sink.Count(s.name, 1, s.tags, 1) }
+func (p *ProxyMetrics) count(s series) { _ = p.e.out().Count(s.name, 1, s.tags, 1) }

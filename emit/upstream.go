@@ -92,14 +92,21 @@ func newUpstreamMetrics(e *Emitter, name string) *UpstreamMetrics {
 }
 
 // Watch makes the gauge goroutine read s for this upstream's open
-// connections and queries in flight. A later call replaces s.
-func (m *UpstreamMetrics) Watch(s PoolStats) { m.stats.Store(&poolStatsRef{s}) }
+// connections and queries in flight. A later call replaces s; nil stops
+// those two gauges.
+func (m *UpstreamMetrics) Watch(s PoolStats) {
+	if s == nil {
+		m.stats.Store(nil)
+		return
+	}
+	m.stats.Store(&poolStatsRef{s})
+}
 
 // ConnOpened implements [upstream.Observer].
 func (m *UpstreamMetrics) ConnOpened(handshake time.Duration, resumed bool) {
 	m.count(m.cxOpen)
 	s := m.handshake[boolIndex(resumed)]
-	_ = m.e.sink.TimeInMilliseconds(s.name, ms(handshake), s.tags, 1)
+	_ = m.e.out().TimeInMilliseconds(s.name, ms(handshake), s.tags, 1)
 }
 
 // ConnClosed implements [upstream.Observer].
@@ -116,7 +123,7 @@ func (m *UpstreamMetrics) ConnFailed(stage upstream.Stage) {
 // client-side sizes that [ProxyMetrics.Answered] sends differ from them only
 // by the padding and ID that the pool rewrites.
 func (m *UpstreamMetrics) Exchanged(latency time.Duration, _, _ int) {
-	_ = m.e.sink.TimeInMilliseconds(m.latency.name, ms(latency), m.latency.tags, 1)
+	_ = m.e.out().TimeInMilliseconds(m.latency.name, ms(latency), m.latency.tags, 1)
 }
 
 // Resent implements [upstream.Observer].
@@ -125,7 +132,7 @@ func (m *UpstreamMetrics) Resent() { m.count(m.resent) }
 // Unmatched implements [upstream.Observer].
 func (m *UpstreamMetrics) Unmatched() { m.count(m.unmatched) }
 
-func (m *UpstreamMetrics) count(s series) { _ = m.e.sink.Count(s.name, 1, s.tags, 1) }
+func (m *UpstreamMetrics) count(s series) { _ = m.e.out().Count(s.name, 1, s.tags, 1) }
 
 // sendGauges sends the health gauge, and the pool gauges once Watch has
 // been called. The upstream of the proxy's own replies has no gauges.
@@ -147,4 +154,4 @@ func (m *UpstreamMetrics) sendGauges() {
 
 // gauge sends v, which must not be negative: statsd reads a leading '-' in
 // a gauge as a decrement.
-func (m *UpstreamMetrics) gauge(s series, v float64) { _ = m.e.sink.Gauge(s.name, v, s.tags, 1) }
+func (m *UpstreamMetrics) gauge(s series, v float64) { _ = m.e.out().Gauge(s.name, v, s.tags, 1) }
