@@ -125,6 +125,9 @@ q() {
 }
 status_is() { grep -q "status: $1" <<<"$OUT"; }
 has_tc() { grep -Eiq '^;; flags:[^;]* tc( |;)' <<<"$OUT"; }
+# truncated NAME: a truncated reply as RFC 1035 wants it: TC set, the
+# question echoed (kdig itself rejects a reply whose ID does not match).
+truncated() { has_tc && grep -q 'QUERY: 1;' <<<"$OUT" && grep -Eq "^;; $1\.[[:space:]]+IN[[:space:]]+TXT" <<<"$OUT"; }
 txt_count() { grep -Ec "^$1\.[[:space:]]+[0-9]+[[:space:]]+IN[[:space:]]+TXT" <<<"$OUT" || true; }
 over_tcp() { grep -q '^;; From .*(TCP)' <<<"$OUT"; }
 over_udp() { grep -q '^;; From .*(UDP)' <<<"$OUT"; }
@@ -181,17 +184,22 @@ e2e_check "NXDOMAIN passes through" status_is NXDOMAIN
 
 # Truncation. mid is ~680 bytes, big ~1750 bytes on the wire.
 q "$LP" +noedns +ignore "$E2E_MID_NAME" TXT
-e2e_check "mid TXT over UDP without EDNS: TC=1" has_tc
+e2e_check "mid TXT over UDP without EDNS: TC=1, question kept" truncated "$E2E_MID_NAME"
 q "$LP" +noedns "$E2E_MID_NAME" TXT
 e2e_check "mid TXT over UDP without EDNS: kdig retries over TCP, full answer" \
 	answered_txt "$E2E_MID_NAME" "$E2E_MID_COUNT" TCP
 q "$LP" +bufsize=1232 "$E2E_MID_NAME" TXT
 e2e_check "mid TXT over UDP with EDNS 1232: whole answer, no TC" \
 	answered_txt "$E2E_MID_NAME" "$E2E_MID_COUNT" UDP
+q "$LP" +noedns +ignore "$E2E_BIG_NAME" TXT
+e2e_check "big TXT over UDP without EDNS: TC=1, question kept" truncated "$E2E_BIG_NAME"
+q "$LP" +noedns "$E2E_BIG_NAME" TXT
+e2e_check "big TXT over UDP without EDNS: kdig retries over TCP, full answer" \
+	answered_txt "$E2E_BIG_NAME" "$E2E_BIG_COUNT" TCP
 q "$LP" +bufsize=1232 +ignore "$E2E_BIG_NAME" TXT
-e2e_check "big TXT over UDP with EDNS 1232: TC=1" has_tc
+e2e_check "big TXT over UDP with EDNS 1232: TC=1, question kept" truncated "$E2E_BIG_NAME"
 q "$LP" +bufsize=512 +ignore "$E2E_BIG_NAME" TXT
-e2e_check "big TXT over UDP with EDNS 512: TC=1" has_tc
+e2e_check "big TXT over UDP with EDNS 512: TC=1, question kept" truncated "$E2E_BIG_NAME"
 q "$LP" +bufsize=1232 "$E2E_BIG_NAME" TXT
 e2e_check "big TXT over UDP: kdig retries over TCP, full answer" \
 	answered_txt "$E2E_BIG_NAME" "$E2E_BIG_COUNT" TCP
