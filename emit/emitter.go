@@ -27,14 +27,17 @@ type flushCloser interface {
 	Close() error
 }
 
-var (
-	_ sink        = (*statsd.Client)(nil)
-	_ flushCloser = (*statsd.Client)(nil)
-)
+// client is a connected statsd client: the Datadog one or plainSink.
+type client interface {
+	sink
+	flushCloser
+}
+
+var _ client = (*statsd.Client)(nil)
 
 // ddNoAgent is the message of the error that the Datadog client returns when
 // it was given no address and found none in the DD_* variables. It has no
-// sentinel; TestNew_ddAgentFromEnv pins it, so an upgrade that changes it
+// sentinel; TestNew_off pins it, so an upgrade that changes it
 // fails a test rather than turning metrics on or off by surprise.
 const ddNoAgent = "No address passed and autodetection from environment failed"
 
@@ -86,14 +89,14 @@ func New(cfg Config) (*Emitter, error) {
 		stop:  make(chan struct{}),
 		done:  make(chan struct{}),
 	}
-	client, err := e.dial(cfg)
+	c, err := e.dial(cfg)
 	if err != nil {
 		return nil, err
 	}
 	e.sink.Store(&sinkRef{nopSink{}})
-	if client != nil {
-		e.sink.Store(&sinkRef{client})
-		e.client = client
+	if c != nil {
+		e.sink.Store(&sinkRef{c})
+		e.client = c
 	}
 	e.ups.Store(&map[string]*UpstreamMetrics{})
 	e.proxy = newProxyMetrics(e)
@@ -107,10 +110,7 @@ func New(cfg Config) (*Emitter, error) {
 }
 
 // dial returns the client for cfg, or nil when metrics are off.
-func (e *Emitter) dial(cfg Config) (interface {
-	sink
-	flushCloser
-}, error) {
+func (e *Emitter) dial(cfg Config) (client, error) {
 	if cfg.Format == StatsD {
 		if cfg.Addr == "" {
 			return nil, nil

@@ -10,7 +10,9 @@ import (
 // ExampleNew shows the wiring main does: one Emitter, one UpstreamMetrics
 // per upstream under the name the upstream reports, and Close at shutdown.
 func ExampleNew() {
-	e, err := emit.New(emit.Config{}) // no address: metrics off
+	// Plain statsd format with no address: metrics off, whatever DD_* say.
+	// main fills the Config from the DOTPROXY_STATSD_* variables instead.
+	e, err := emit.New(emit.Config{Format: emit.StatsD})
 	if err != nil {
 		log.Fatal(err) // main exits with status 2 on errors.Is(err, emit.ErrConfig)
 	}

@@ -50,10 +50,7 @@ type plainSink struct {
 	done chan struct{} // closed when the writer goroutine returns
 }
 
-var (
-	_ sink        = (*plainSink)(nil)
-	_ flushCloser = (*plainSink)(nil)
-)
+var _ client = (*plainSink)(nil)
 
 // newPlainSink connects a UDP socket to addr and starts the writer, which
 // sends the summed counts and gauges every interval.
