@@ -8,6 +8,7 @@ import (
 
 	"github.com/dotproxy/dotproxy/emit"
 	"github.com/dotproxy/dotproxy/proxy"
+	"github.com/dotproxy/dotproxy/upstream"
 )
 
 // TestNew_off checks that with no address and no agent variables the
@@ -62,7 +63,9 @@ func TestNew_ddAgentFromEnv(t *testing.T) {
 // fakePool reports fixed pool stats.
 type fakePool struct{ open, inFlight int }
 
-func (p fakePool) Stats() (int, int) { return p.open, p.inFlight }
+func (p fakePool) Stats() upstream.Stats { return upstream.Stats{Open: p.open, InFlight: p.inFlight} }
+
+var _ emit.PoolStats = (*upstream.Pool)(nil)
 
 func TestUpstreamMetrics_Watch(t *testing.T) {
 	clearDD(t)

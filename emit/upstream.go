@@ -8,11 +8,11 @@ import (
 )
 
 // PoolStats is what the gauge goroutine reads from one upstream's pool.
-// *upstream.Pool should implement it.
+// *upstream.Pool implements it.
 type PoolStats interface {
-	// Stats returns the connections open now and the queries in flight on
-	// them. It is called from the Emitter's goroutine and must not block.
-	Stats() (open, inFlight int)
+	// Stats returns the connections open now and the queries in flight.
+	// It is called from the Emitter's goroutine and must not block.
+	Stats() upstream.Stats
 }
 
 // UpstreamMetrics records the events of one upstream. It implements the
@@ -146,9 +146,9 @@ func (m *UpstreamMetrics) sendGauges() {
 	}
 	m.gauge(m.health, healthy)
 	if ref := m.stats.Load(); ref != nil {
-		open, inFlight := ref.Stats()
-		m.gauge(m.cxActive, float64(max(open, 0)))
-		m.gauge(m.inflight, float64(max(inFlight, 0)))
+		st := ref.Stats()
+		m.gauge(m.cxActive, float64(max(st.Open, 0)))
+		m.gauge(m.inflight, float64(max(st.InFlight, 0)))
 	}
 }
 
