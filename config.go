@@ -70,6 +70,7 @@ type config struct {
 		Prefix        string        `split_words:"true" default:"dotproxy" desc:"metric name prefix"`
 		Tags          []string      `split_words:"true" desc:"constant tags for every metric in dogstatsd format, e.g. env:home,host:edge1"`
 		FlushInterval time.Duration `split_words:"true" default:"1s" desc:"how often aggregated counts and gauges are sent"`
+		SingleValue   bool          `split_words:"true" default:"false" desc:"dogstatsd only: one sample per line, for relays that cannot read multi-value lines (Datadog Agent before 6.25/7.25, statsd_exporter before 0.27)"`
 	}
 
 	Log struct {

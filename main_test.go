@@ -66,7 +66,7 @@ func TestHelpListsEveryVariable(t *testing.T) {
 		"UPSTREAM_HANDSHAKE_TIMEOUT", "UPSTREAM_IDLE_TIMEOUT", "UPSTREAM_ATTEMPT_TIMEOUT", "UPSTREAM_TCP_FASTOPEN",
 		"CLIENT_TCP_IDLE_TIMEOUT", "CLIENT_TCP_MAX_CONNS", "CLIENT_TCP_MAX_INFLIGHT", "CLIENT_UDP_MAX_INFLIGHT",
 		"POLICY", "MAX_RETRIES", "HEDGE_AFTER", "PROBE_NAME", "PROBE_TIMEOUT", "PROBE_MAX_BACKOFF", "PROBE_RESET_AFTER",
-		"STATSD_ADDR", "STATSD_FORMAT", "STATSD_PREFIX", "STATSD_TAGS", "STATSD_FLUSH_INTERVAL",
+		"STATSD_ADDR", "STATSD_FORMAT", "STATSD_PREFIX", "STATSD_TAGS", "STATSD_FLUSH_INTERVAL", "STATSD_SINGLE_VALUE",
 		"LOG_LEVEL", "LOG_FORMAT",
 	} {
 		if !strings.Contains(string(out), "DOTPROXY_"+key+"  (") {
@@ -338,5 +338,42 @@ func TestServerClosingConnectionsFailsNoClientQuery(t *testing.T) {
 	}
 	if srv.Accepted() < 5 {
 		t.Fatalf("server accepted only %d connections; it closes each after 3 answers", srv.Accepted())
+	}
+}
+
+func TestReadmeDocumentsEveryVariable(t *testing.T) {
+	help, err := command(nil, "-h").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(string(help), "\n") {
+		key, rest, ok := strings.Cut(strings.TrimSpace(line), "  (")
+		if !ok || !strings.HasPrefix(key, "DOTPROXY_") {
+			continue
+		}
+		n++
+		// The README row carries the same default as -h.
+		def := ""
+		if _, d, ok := strings.Cut(strings.TrimSuffix(rest, ")"), ", default "); ok {
+			def = "`" + d + "`"
+		}
+		row := "| `" + key + "` |"
+		i := strings.Index(string(readme), row)
+		if i < 0 {
+			t.Errorf("README has no row for %s", key)
+			continue
+		}
+		end := strings.IndexByte(string(readme[i:]), '\n')
+		if def != "" && !strings.Contains(string(readme[i:i+end]), def) {
+			t.Errorf("README's row for %s lacks the default %s", key, def)
+		}
+	}
+	if n < 30 {
+		t.Fatalf("found only %d variables in -h", n)
 	}
 }

@@ -42,10 +42,12 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, ready func(addrs 
 	}()
 	ups := make([]balance.Upstream, 0, len(cfg.Upstreams))
 	for _, spec := range cfg.Upstreams {
-		p, err := upstream.New(cfg.upstreamConfig(spec, roots, metrics.Upstream(spec.Addr), log))
+		um := metrics.Upstream(spec.Addr) // the name Pool.String gives balance and proxy
+		p, err := upstream.New(cfg.upstreamConfig(spec, roots, um, log))
 		if err != nil {
 			return err
 		}
+		um.Watch(p)
 		pools = append(pools, p)
 		ups = append(ups, p)
 	}
@@ -129,6 +131,7 @@ func (c *config) emitConfig(log *slog.Logger) emit.Config {
 		Prefix:        c.Statsd.Prefix,
 		Tags:          c.Statsd.Tags,
 		FlushInterval: c.Statsd.FlushInterval,
+		SingleValue:   c.Statsd.SingleValue,
 		Logger:        log,
 	}
 }
