@@ -20,8 +20,9 @@ import (
 const readBufferSize = 32 << 10
 
 // conn is one TLS connection carrying many queries at once. Queries are
-// written by one goroutine that batches whatever is queued into a single TLS
-// write, and answers are read by another that hands each to its caller by ID.
+// written by whichever caller finds no write under way, batching whatever is
+// queued into a single TLS write, and answers are read by one goroutine that
+// hands each to its caller by ID.
 type conn struct {
 	p   *Pool
 	raw net.Conn
@@ -40,13 +41,14 @@ type conn struct {
 	progress atomic.Int64
 	epoch    time.Time
 
-	kick chan struct{} // wakes the writer; capacity 1
 	done chan struct{} // closed when the connection ends
 
 	mu      sync.Mutex // guards the fields below
 	pending map[uint16]*call
 	nextID  uint16
-	wbuf    []byte // framed queries waiting for the writer
+	wbuf    []byte // framed queries waiting to be written
+	spare   []byte // the previous write's buffer, for reuse
+	writing bool   // a goroutine is in flushLocked
 	ended   bool
 }
 
@@ -69,18 +71,16 @@ func newConn(p *Pool, raw net.Conn, tc *tls.Conn) *conn {
 		tc:        tc,
 		epoch:     time.Now(),
 		idleSince: time.Now(),
-		kick:      make(chan struct{}, 1),
 		done:      make(chan struct{}),
 		pending:   make(map[uint16]*call),
 		nextID:    uint16(rand.Uint32()),
 	}
 }
 
-// start runs the reader and the writer. The caller holds p.mu.
+// start runs the reader. The caller holds p.mu.
 func (c *conn) start() {
-	c.p.wg.Add(2)
+	c.p.wg.Add(1)
 	go c.readLoop()
-	go c.writeLoop()
 }
 
 func (c *conn) now() int64 { return int64(time.Since(c.epoch)) }
@@ -111,10 +111,11 @@ func (c *conn) exchange(ctx context.Context, query []byte) ([]byte, error) {
 	c.wbuf = binary.BigEndian.AppendUint16(c.wbuf, uint16(len(query)))
 	c.wbuf = append(c.wbuf, query...)
 	dnsmsg.SetID(c.wbuf[n+2:], id)
-	c.mu.Unlock()
-	select {
-	case c.kick <- struct{}{}:
-	default: // the writer is already due to run
+	if c.writing {
+		c.mu.Unlock() // the goroutine writing now will take this query too
+	} else {
+		c.writing = true
+		c.flushLocked()
 	}
 
 	sent := time.Now()
@@ -152,30 +153,33 @@ func (c *conn) nextFreeIDLocked() uint16 {
 	}
 }
 
-func (c *conn) writeLoop() {
-	defer c.p.wg.Done()
-	var buf []byte
-	for {
-		select {
-		case <-c.kick:
-		case <-c.done:
-			return
-		}
-		c.mu.Lock()
-		buf, c.wbuf = c.wbuf, buf[:0]
+// flushLocked writes every queued query, including those queued by others
+// while it writes, then clears c.writing. It is called with c.mu held and
+// returns with it released. Whoever finds no write under way does the
+// writing, so an idle connection sends a query with no hand-off to another
+// goroutine, and a busy one sends all that queued during a write in one TLS
+// write.
+func (c *conn) flushLocked() {
+	for len(c.wbuf) > 0 && !c.ended {
+		buf := c.wbuf
+		c.wbuf = c.spare[:0]
 		c.mu.Unlock()
-		if len(buf) == 0 {
-			continue
+		err := c.tc.SetWriteDeadline(time.Now().Add(c.p.cfg.AttemptTimeout))
+		if err == nil {
+			_, err = c.tc.Write(buf)
 		}
-		if err := c.tc.SetWriteDeadline(time.Now().Add(c.p.cfg.AttemptTimeout)); err != nil {
-			c.shut(CloseError, err)
-			return
-		}
-		if _, err := c.tc.Write(buf); err != nil {
+		if err != nil {
+			c.mu.Lock()
+			c.writing = false
+			c.mu.Unlock()
 			c.shut(closeReason(err), err)
 			return
 		}
+		c.mu.Lock()
+		c.spare = buf
 	}
+	c.writing = false
+	c.mu.Unlock()
 }
 
 func (c *conn) readLoop() {
