@@ -173,15 +173,17 @@ func TestResetMidAnswerIsResent(t *testing.T) {
 
 func TestSilentConnectionIsRetired(t *testing.T) {
 	srv := dottest.Start(t, dottest.Options{Silent: func(conn int) bool { return conn == 0 }})
-	p, rec := newPool(t, srv, func(c *upstream.Config) { c.AttemptTimeout = 50 * time.Millisecond })
+	p, rec := newPool(t, srv, func(c *upstream.Config) { c.AttemptTimeout = 100 * time.Millisecond })
 	q := query(t, "silent.example", 10)
 	ans, err := p.Exchange(ctxTimeout(t, 10*time.Second), q)
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkAnswer(t, q, ans)
-	if rec.resent.Load() != 1 {
-		t.Fatalf("resent = %d, want 1", rec.resent.Load())
+	// Once at least; again if a loaded machine kept the next connection's
+	// answer past the attempt timeout too.
+	if rec.resent.Load() < 1 {
+		t.Fatalf("resent = %d, want at least 1", rec.resent.Load())
 	}
 	if r := await(t, rec.closes, "close event"); r != upstream.CloseError {
 		t.Fatalf("close reason %q, want %q", r, upstream.CloseError)
@@ -208,6 +210,11 @@ func TestUnmatchedAnswerIsDropped(t *testing.T) {
 		return a
 	}})
 	p, rec := newPool(t, srv, func(c *upstream.Config) { c.MaxConns = 1 })
+	// Open the connection first, so that the short deadline below cannot
+	// expire before the query is written.
+	if _, err := p.Exchange(ctxTimeout(t, 5*time.Second), query(t, "open.example", 2)); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	if _, err := p.Exchange(ctx, query(t, "stray.example", 3)); !errors.Is(err, context.DeadlineExceeded) {
