@@ -1,0 +1,526 @@
+#!/usr/bin/env bash
+# bench/compare.sh: side-by-side load comparison of dotproxy and other
+# plain-DNS -> DNS-over-TLS forwarders, all in front of one fast DoT upstream.
+#
+#   upstream   dnsdist on 127.0.0.1, DoT only, answers every name itself
+#              (SpoofAction): no cache, no recursion, no traffic off the box
+#   baseline   dnsperf -m dot straight to that upstream
+#   targets    dnsperf over UDP to each proxy, which forwards over DoT:
+#              dotproxy (defaults, then a few settings), dnsdist, unbound,
+#              Knot Resolver (kresd), stubby, whichever are installed
+#
+# For each target, one at a time, never two at once:
+#   - maximum throughput: dnsperf with many queries outstanding, -l DURATION,
+#     best of ROUNDS runs, as a ratio to a baseline run made right before it
+#     (paired, as for latency below: other tenants of a shared machine come
+#     and go, and a ratio to a baseline taken minutes earlier would show it)
+#   - latency at a fixed RATE (dnsperf -Q RATE -v): median and p99 from the
+#     per-query lines, and the median added over the baseline's, the baseline
+#     being measured again right before each target's latency run (paired),
+#     so that load from elsewhere on the machine hits both alike
+#   - upstream TCP connections at peak (ss, sampled during the throughput run)
+#   - RSS of the proxy: idle after start, after a warm-up, at the end, and its
+#     high-water mark
+#
+# Every query name is unique (uNNNNNNN.bench.test, NAMES of them), so no cache
+# helps. Traffic goes only to 127.0.0.1 on high ports; every load run is
+# bounded by -l. Every process started here is stopped on exit (trap).
+#
+# Usage: bench/compare.sh            (from anywhere; needs root for apt only)
+# Knobs (environment):
+#   DURATION=15      seconds of each max-throughput run
+#   ROUNDS=1         max-throughput runs per target; the best is reported
+#   LAT_DURATION=10  seconds of the fixed-rate latency run
+#   RATE=2000        queries/s of the latency run
+#   OUTSTANDING=500  dnsperf -q for the throughput runs (UDP targets)
+#   BASE_OUTSTANDING=100  dnsperf -q for the DoT baseline (more only adds
+#                    queueing in one TLS stream; see docs/benchmarks.md)
+#   CLIENTS=1        dnsperf -c (sockets; for DoT, TLS connections)
+#   NAMES=1000000    unique query names generated
+#   TARGETS="baseline dotproxy dnsdist unbound kresd stubby"  what to run
+#   SWEEP="..."      dotproxy variants after the defaults, ';'-separated
+#                    "label ENV=VAL ..." items; SWEEP= (empty) skips them
+#   QUIET_WAIT=60    seconds to wait, before each run, for the machine's other
+#                    load to drop under QUIET_BUSY% CPU (then run anyway)
+#   QUIET_BUSY=25
+#   INSTALL=1        apt-get install missing Debian packages (0: skip them)
+#   OUT=dir          where logs and results.md go (default: a new /tmp dir)
+#   DOTPROXY_BIN=path  use this binary instead of building the work tree
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+
+DURATION=${DURATION:-15}
+ROUNDS=${ROUNDS:-1}
+LAT_DURATION=${LAT_DURATION:-10}
+RATE=${RATE:-2000}
+OUTSTANDING=${OUTSTANDING:-500}
+BASE_OUTSTANDING=${BASE_OUTSTANDING:-100}
+CLIENTS=${CLIENTS:-1}
+NAMES=${NAMES:-1000000}
+TARGETS=${TARGETS:-baseline dotproxy dnsdist unbound kresd stubby}
+SWEEP=${SWEEP-conns=1 DOTPROXY_UPSTREAM_MAX_CONNS=1;conns=2 DOTPROXY_UPSTREAM_MAX_CONNS=2;inflight=64 DOTPROXY_UPSTREAM_MAX_INFLIGHT=64;inflight=1024 DOTPROXY_UPSTREAM_MAX_INFLIGHT=1024;GOMAXPROCS=1 GOMAXPROCS=1}
+QUIET_WAIT=${QUIET_WAIT:-60}
+QUIET_BUSY=${QUIET_BUSY:-25}
+INSTALL=${INSTALL:-1}
+OUT=${OUT:-$(mktemp -d /tmp/dotproxy-bench.XXXXXX)}
+mkdir -p "$OUT"
+W=$(mktemp -d /tmp/dotproxy-bench-work.XXXXXX)
+
+# ---------------------------------------------------------------- processes
+
+pids=()
+track() { pids+=("$1"); }
+
+# stop PID: TERM, up to 5 s, then KILL. Only ever our own PIDs.
+stop() {
+	local pid=$1 i
+	kill -0 "$pid" 2>/dev/null || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 50; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+	local pid
+	for pid in "${pids[@]}"; do stop "$pid"; done
+	pids=()
+	rm -rf "$W"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+
+# free_port: a TCP+UDP port in 20000-59999 that nothing listens on.
+taken=""
+free_port() {
+	local used port i
+	used=$(ss -Htanu 2>/dev/null | awk '{print $5}' | sed -E 's/.*:([0-9]+)$/\1/' | sort -u)
+	for ((i = 0; i < 200; i++)); do
+		port=$((20000 + RANDOM % 40000))
+		if ! grep -qx "$port" <<<"$used$taken"; then
+			taken+=$'\n'"$port"
+			echo "$port"
+			return 0
+		fi
+	done
+	return 1
+}
+
+# cpu_busy SECONDS: percent of all CPU time that was not idle over SECONDS.
+cpu_busy() {
+	local a b
+	a=$(awk '/^cpu /{print $2+$3+$4+$5+$6+$7+$8+$9, $5+$6}' /proc/stat)
+	sleep "$1"
+	b=$(awk '/^cpu /{print $2+$3+$4+$5+$6+$7+$8+$9, $5+$6}' /proc/stat)
+	awk -v a="$a" -v b="$b" 'BEGIN{split(a,x," "); split(b,y," ");
+		t=y[1]-x[1]; i=y[2]-x[2]; printf "%d", (t > 0 ? 100*(t-i)/t : 0)}'
+}
+
+# quiet: wait up to QUIET_WAIT s for the box to be idle enough; prints the
+# busy percent last seen (the other tenants' load just before the run).
+quiet() {
+	local busy waited=0
+	busy=$(cpu_busy 1)
+	while ((busy > QUIET_BUSY && waited < QUIET_WAIT)); do
+		busy=$(cpu_busy 2)
+		waited=$((waited + 2))
+	done
+	echo "$busy"
+}
+
+# cpu_ticks PID: user+system CPU time of PID so far, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+HZ=$(getconf CLK_TCK)
+
+rss_kb() { awk '/^VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+hwm_kb() { awk '/^VmHWM/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+mib() { awk -v k="$1" 'BEGIN{printf "%.1f", k/1024}'; }
+
+# ---------------------------------------------------------------- setup
+
+need_pkgs=()
+command -v dnsperf >/dev/null || need_pkgs+=(dnsperf)
+command -v dnsdist >/dev/null || need_pkgs+=(dnsdist)
+command -v openssl >/dev/null || need_pkgs+=(openssl)
+command -v ss >/dev/null || need_pkgs+=(iproute2)
+for t in $TARGETS; do
+	case $t in
+	unbound) command -v unbound >/dev/null || need_pkgs+=(unbound) ;;
+	kresd) command -v kresd >/dev/null || need_pkgs+=(knot-resolver) ;;
+	stubby) command -v stubby >/dev/null || need_pkgs+=(stubby) ;;
+	esac
+done
+if ((${#need_pkgs[@]})) && [ "$INSTALL" = 1 ]; then
+	log "installing ${need_pkgs[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq >"$OUT/apt.log" 2>&1 || true
+	for p in "${need_pkgs[@]}"; do
+		# One at a time, so that one that is missing does not stop the rest.
+		apt-get install -y -q --no-install-recommends "$p" >>"$OUT/apt.log" 2>&1 ||
+			log "could not install $p"
+	done
+fi
+for c in dnsperf dnsdist openssl ss; do
+	command -v "$c" >/dev/null || { log "$c is required"; exit 1; }
+done
+
+log "work dir $W, results in $OUT"
+
+# Certificates: a CA, and a server cert for dns.test and 127.0.0.1.
+(
+	cd "$W"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+		-keyout ca.key -out ca.pem -days 2 -subj /CN=bench-ca
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+		-keyout srv.key -out srv.csr -subj /CN=dns.test
+	printf '%s\n' 'subjectAltName=DNS:dns.test,IP:127.0.0.1' \
+		'basicConstraints=CA:FALSE' 'extendedKeyUsage=serverAuth' >srv.ext
+	openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+		-out srv.pem -days 2 -extfile srv.ext
+	chmod 644 srv.key ca.pem srv.pem
+) >"$OUT/openssl.log" 2>&1
+
+# Unique names; one line for readiness probes.
+awk -v n="$NAMES" 'BEGIN{for(i=0;i<n;i++) printf "u%07d.bench.test A\n", i}' >"$W/q.txt"
+echo "ready.bench.test A" >"$W/one.txt"
+
+if [ -n "${DOTPROXY_BIN:-}" ]; then
+	cp "$DOTPROXY_BIN" "$W/dotproxy"
+else
+	(cd "$repo" && go build -o "$W/dotproxy" .)
+fi
+dp_rev=$(cd "$repo" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
+
+# ---------------------------------------------------------------- upstream
+
+UP_PORT=$(free_port)
+UP_PLAIN=$(free_port) # dnsdist always wants a plain listener; unused
+cat >"$W/upstream.conf" <<EOF
+setSecurityPollSuffix('')
+setLocal('127.0.0.1:$UP_PLAIN')
+addTLSLocal('127.0.0.1:$UP_PORT', '$W/srv.pem', '$W/srv.key', {provider='openssl'})
+addAction(AllRule(), SpoofAction({'192.0.2.1'}))
+EOF
+dnsdist --supervised --disable-syslog -C "$W/upstream.conf" >"$OUT/upstream.log" 2>&1 &
+up_pid=$!
+track "$up_pid"
+
+# ready MODE PORT: wait up to 10 s until one query is answered.
+ready() {
+	local mode=$1 port=$2 i
+	for ((i = 0; i < 50; i++)); do
+		if dnsperf -m "$mode" -s 127.0.0.1 -p "$port" -d "$W/one.txt" -n 1 -t 1 2>/dev/null |
+			grep -Eq 'Queries completed: +1 '; then
+			return 0
+		fi
+		sleep 0.2
+	done
+	return 1
+}
+ready dot "$UP_PORT" || { log "upstream dnsdist did not start"; cat "$OUT/upstream.log" >&2; exit 1; }
+log "upstream dnsdist on 127.0.0.1:$UP_PORT (DoT)"
+
+# ---------------------------------------------------------------- proxies
+
+# start_TARGET PORT LOGFILE [ENV=VAL...]: starts it in the background and
+# echoes its PID. Each forwards 127.0.0.1:PORT (UDP) to the upstream over DoT.
+
+start_dotproxy() {
+	local port=$1 logf=$2
+	shift 2
+	env DOTPROXY_UPSTREAMS="127.0.0.1:$UP_PORT#dns.test" \
+		DOTPROXY_TLS_CA_FILE="$W/ca.pem" \
+		DOTPROXY_LISTEN="127.0.0.1:$port" \
+		DOTPROXY_LOG_LEVEL=warn \
+		"$@" "$W/dotproxy" >"$logf" 2>&1 &
+	echo $!
+}
+
+# dnsdist 1.7 as a plain -> DoT forwarder. UDP queries to a DoT backend are
+# handed to its TCP workers, each holding its own backend connection: two
+# workers, two upstream connections.
+start_dnsdist() {
+	local port=$1 logf=$2
+	cat >"$W/fwd-dnsdist.conf" <<EOF
+setSecurityPollSuffix('')
+setLocal('127.0.0.1:$port')
+setMaxTCPClientThreads(2)
+newServer({address='127.0.0.1:$UP_PORT', tls='openssl', subjectName='dns.test',
+  caStore='$W/ca.pem', validateCertificates=true, maxInFlight=1000})
+EOF
+	dnsdist --supervised --disable-syslog -C "$W/fwd-dnsdist.conf" >"$logf" 2>&1 &
+	echo $!
+}
+
+# unbound as a forwarder: forward-tls-upstream, caches as small as allowed,
+# no validator (the answers are spoofed and unsigned), two threads.
+start_unbound() {
+	local port=$1 logf=$2
+	cat >"$W/fwd-unbound.conf" <<EOF
+server:
+  interface: 127.0.0.1@$port
+  port: $port
+  do-ip6: no
+  do-daemonize: no
+  use-syslog: no
+  logfile: ""
+  chroot: ""
+  username: ""
+  pidfile: ""
+  directory: "$W"
+  verbosity: 0
+  num-threads: 2
+  access-control: 127.0.0.0/8 allow
+  module-config: "iterator"
+  do-not-query-localhost: no
+  qname-minimisation: no
+  msg-cache-size: 0
+  rrset-cache-size: 0
+  key-cache-size: 0
+  neg-cache-size: 0
+  # unbound answers test. itself (RFC 6761) unless told not to.
+  local-zone: "test." nodefault
+  infra-cache-numhosts: 16
+  num-queries-per-thread: 4096
+  outgoing-range: 8192
+  so-rcvbuf: 4m
+  tls-cert-bundle: "$W/ca.pem"
+forward-zone:
+  name: "."
+  forward-addr: 127.0.0.1@$UP_PORT#dns.test
+  forward-tls-upstream: yes
+EOF
+	unbound -d -c "$W/fwd-unbound.conf" >"$logf" 2>&1 &
+	echo $!
+}
+
+# Knot Resolver 5: policy.TLS_FORWARD, a small cache (names are unique anyway).
+start_kresd() {
+	local port=$1 logf=$2
+	mkdir -p "$W/kresd"
+	cat >"$W/kresd/config" <<EOF
+net.listen('127.0.0.1', $port, { kind = 'dns' })
+cache.size = 10 * MB
+modules.unload('ta_update')
+modules.unload('detect_time_jump')
+trust_anchors.remove('.')
+policy.add(policy.all(policy.TLS_FORWARD({
+  { '127.0.0.1@$UP_PORT', hostname = 'dns.test', ca_file = '$W/ca.pem' } })))
+EOF
+	kresd -n -c config "$W/kresd" >"$logf" 2>&1 &
+	echo $!
+}
+
+start_stubby() {
+	local port=$1 logf=$2
+	cat >"$W/stubby.yml" <<EOF
+resolution_type: GETDNS_RESOLUTION_STUB
+dns_transport_list:
+  - GETDNS_TRANSPORT_TLS
+tls_authentication: GETDNS_AUTHENTICATION_REQUIRED
+tls_query_padding_blocksize: 0
+edns_client_subnet_private: 0
+round_robin_upstreams: 0
+idle_timeout: 10000
+limit_outstanding_queries: 0
+tls_ca_file: "$W/ca.pem"
+listen_addresses:
+  - 127.0.0.1@$port
+upstream_recursive_servers:
+  - address_data: 127.0.0.1
+    tls_port: $UP_PORT
+    tls_auth_name: "dns.test"
+EOF
+	stubby -C "$W/stubby.yml" >"$logf" 2>&1 &
+	echo $!
+}
+
+installed() {
+	case $1 in
+	dotproxy* | dnsdist) return 0 ;;
+	unbound) command -v unbound >/dev/null ;;
+	kresd) command -v kresd >/dev/null ;;
+	stubby) command -v stubby >/dev/null ;;
+	*) return 1 ;;
+	esac
+}
+
+# ---------------------------------------------------------------- measuring
+
+# throughput LABEL MODE PORT Q [PID]: best qps of ROUNDS runs; sets qps,
+# lost, conns, and cpu_us: CPU microseconds PID (the proxy) spent per
+# answered query in the best run, up_us the same for the upstream.
+throughput() {
+	local label=$1 mode=$2 port=$3 q=$4 pid=${5:-} r f sampler s best=0 bestlost="" maxc=0
+	local t0 t1 u0 u1 n
+	cpu_us=- up_us=-
+	for ((r = 1; r <= ROUNDS; r++)); do
+		f="$OUT/$label.max.$r.txt"
+		[ -n "$pid" ] && t0=$(cpu_ticks "$pid")
+		u0=$(cpu_ticks "$up_pid")
+		(
+			m=0
+			end=$((SECONDS + DURATION + 3))
+			while ((SECONDS < end)); do
+				n=$(ss -Htn state established dport = :"$UP_PORT" | wc -l)
+				((n > m)) && m=$n
+				echo "$m" >"$W/conns"
+				sleep 0.5
+			done
+		) &
+		sampler=$!
+		dnsperf -m "$mode" -s 127.0.0.1 -p "$port" -d "$W/q.txt" -l "$DURATION" \
+			-c "$CLIENTS" -q "$q" -t 2 >"$f" 2>&1 || true
+		kill "$sampler" 2>/dev/null || true
+		wait "$sampler" 2>/dev/null || true
+		[ -n "$pid" ] && t1=$(cpu_ticks "$pid")
+		u1=$(cpu_ticks "$up_pid")
+		n=$(awk '/Response codes/{for (i=3;i<=NF;i++) if ($i=="NOERROR" || $i=="NOERROR,") print $(i+1)}' "$f")
+		# Count only NOERROR answers: a proxy that fails fast is not fast.
+		s=$(awk '/Run time/{t=$4} /Response codes/{for (i=3;i<=NF;i++) if ($i=="NOERROR" || $i=="NOERROR,") n=$(i+1)}
+			/Queries sent/{sent=$3}
+			END{ if (t > 0) printf "%d %.2f%%", n/t, (sent > 0 ? 100*n/sent : 0) }' "$f")
+		read -r s okp <<<"${s:-0 0%}"
+		c=$(cat "$W/conns" 2>/dev/null || echo 0)
+		((c > maxc)) && maxc=$c
+		if ((s > best)); then
+			best=$s
+			bestlost=$okp
+			if [ -n "$pid" ] && [ "${n:-0}" -gt 0 ]; then
+				cpu_us=$(awk -v d=$((t1 - t0)) -v n="$n" -v hz="$HZ" 'BEGIN{printf "%.1f", d/hz*1e6/n}')
+			fi
+			[ "${n:-0}" -gt 0 ] && up_us=$(awk -v d=$((u1 - u0)) -v n="$n" -v hz="$HZ" 'BEGIN{printf "%.1f", d/hz*1e6/n}')
+		fi
+		log "  $label throughput run $r: $s qps, upstream conns <= $c"
+	done
+	qps=$best lost=${bestlost:-?} conns=$maxc
+}
+
+# latency LABEL MODE PORT: fixed RATE for LAT_DURATION; sets p50 p99 (ms), lat_qps.
+latency() {
+	local label=$1 mode=$2 port=$3 f="$OUT/$1.lat.txt"
+	dnsperf -m "$mode" -s 127.0.0.1 -p "$port" -d "$W/q.txt" -l "$LAT_DURATION" \
+		-c 1 -q 1000 -Q "$RATE" -t 2 -v >"$f" 2>&1 || true
+	read -r p50 p99 <<<"$(awk '/^> /{print $NF}' "$f" | sort -n | awk '
+		{v[NR]=$1} END{ if (NR==0) {print "nan nan"; exit}
+		i=int(NR*0.50); if (i<NR*0.50) i++; if (i<1) i=1
+		j=int(NR*0.99); if (j<NR*0.99) j++; if (j<1) j=1
+		printf "%.3f %.3f\n", v[i]*1000, v[j]*1000 }')"
+	lat_qps=$(awk '/Queries per second/{printf "%d", $4}' "$f")
+	# Keep the summary, drop the per-query lines (a few MB).
+	grep -v '^> ' "$f" >"$f.tmp" && mv "$f.tmp" "$f"
+}
+
+results=()
+base_qps=""
+skipped=()
+
+# row LABEL what...: appends a result line (tab-separated) for the table.
+row() { results+=("$(printf '%s\t' "$@")"); }
+
+run_baseline() {
+	local busy
+	busy=$(quiet)
+	log "baseline: dnsperf DoT straight to the upstream (other load ${busy}%)"
+	# Warm-up, not counted.
+	dnsperf -m dot -s 127.0.0.1 -p "$UP_PORT" -d "$W/q.txt" -l 2 -c "$CLIENTS" -q "$BASE_OUTSTANDING" >/dev/null 2>&1 || true
+	throughput baseline dot "$UP_PORT" "$BASE_OUTSTANDING"
+	latency baseline dot "$UP_PORT"
+	base_qps=$qps
+	row "baseline (dnsperf DoT direct)" "$qps" "1.00" "$p50" "$p99" "-" "$conns" "-" "-" "-" "$up_us" "$lost" "$busy"
+	log "  baseline: $qps qps, p50 $p50 ms, p99 $p99 ms at $RATE qps"
+}
+
+# run_proxy LABEL KIND [ENV=VAL...]
+run_proxy() {
+	local label=$1 kind=$2 port pid busy rss0 rss1 rss2 hwm ratio added
+	shift 2
+	if ! installed "$kind"; then
+		skipped+=("$kind")
+		log "$label: not installed, skipped"
+		return 0
+	fi
+	port=$(free_port)
+	pid=$("start_${kind%%:*}" "$port" "$OUT/$label.log" "$@")
+	track "$pid"
+	if ! ready udp "$port"; then
+		log "$label did not answer; see $OUT/$label.log"
+		stop "$pid"
+		row "$label" "failed" "-" "-" "-" "-" "-" "-" "-" "-" "-" "-" "-"
+		return 0
+	fi
+	rss0=$(rss_kb "$pid")
+	busy=$(quiet)
+	log "$label on 127.0.0.1:$port, pid $pid (other load ${busy}%)"
+	dnsperf -s 127.0.0.1 -p "$port" -d "$W/q.txt" -l 2 -c "$CLIENTS" -q "$OUTSTANDING" >/dev/null 2>&1 || true
+	rss1=$(rss_kb "$pid")
+	throughput "$label.base" dot "$UP_PORT" "$BASE_OUTSTANDING"
+	pair_qps=$qps
+	throughput "$label" udp "$port" "$OUTSTANDING" "$pid"
+	latency "$label.base" dot "$UP_PORT"
+	pair_p50=$p50
+	latency "$label" udp "$port"
+	rss2=$(rss_kb "$pid")
+	hwm=$(hwm_kb "$pid")
+	stop "$pid"
+	ratio=$(awk -v a="$qps" -v b="$pair_qps" 'BEGIN{ if (b > 0) printf "%.2f", a/b; else print "-" }')
+	added=$(awk -v a="$p50" -v b="$pair_p50" 'BEGIN{ if (b != "nan") printf "%+.3f", a-b; else print "-" }')
+	row "$label" "$qps" "$ratio ($pair_qps)" "$p50" "$p99" "$added ($pair_p50)" "$conns" \
+		"$(mib "$rss0") / $(mib "$rss1") / $(mib "$rss2")" "$(mib "$hwm")" "$cpu_us" "$up_us" "$lost" "$busy"
+	log "  $label: $qps qps (${ratio}x), p50 $p50 ms ($added over $pair_p50), p99 $p99 ms, conns $conns, RSS $(mib "$rss0")/$(mib "$rss1")/$(mib "$rss2") MiB"
+}
+
+start_time=$(date -u +%FT%TZ)
+for t in $TARGETS; do
+	case $t in
+	baseline) run_baseline ;;
+	dotproxy)
+		run_proxy dotproxy dotproxy
+		if [ -n "$SWEEP" ]; then
+			IFS=';' read -ra variants <<<"$SWEEP"
+			for v in "${variants[@]}"; do
+				read -ra words <<<"$v"
+				run_proxy "dotproxy ${words[0]}" dotproxy "${words[@]:1}"
+			done
+		fi
+		;;
+	*) run_proxy "$t" "$t" ;;
+	esac
+done
+# The baseline again at the end: how much the machine drifted during the run.
+if [[ " $TARGETS " == *" baseline "* ]]; then
+	first_base=$base_qps
+	busy=$(quiet)
+	throughput baseline-end dot "$UP_PORT" "$BASE_OUTSTANDING"
+	row "baseline again, at the end" "$qps" \
+		"$(awk -v a="$qps" -v b="$first_base" 'BEGIN{printf "%.2f", (b > 0 ? a/b : 0)}')" \
+		"-" "-" "-" "$conns" "-" "-" "-" "$up_us" "$lost" "$busy"
+fi
+
+# ---------------------------------------------------------------- report
+
+{
+	echo "# dotproxy side-by-side, $start_time"
+	echo
+	echo "dotproxy $dp_rev; $(dnsdist --version 2>/dev/null | head -1); $(dnsperf -h 2>&1 | grep -m1 Version)"
+	echo "$(nproc) CPUs; kernel $(uname -r); DURATION=${DURATION}s x ROUNDS=$ROUNDS (best), RATE=$RATE qps for ${LAT_DURATION}s,"
+	echo "CLIENTS=$CLIENTS, OUTSTANDING=$OUTSTANDING (baseline $BASE_OUTSTANDING), NAMES=$NAMES"
+	echo
+	echo "| target | qps | × baseline (paired baseline qps) | p50 ms @$RATE | p99 ms @$RATE | added p50 ms (paired baseline p50) | upstream conns | RSS MiB idle / warm / end | peak RSS MiB | proxy CPU µs/q | upstream CPU µs/q | NOERROR % of sent | other load % |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"
+	printf '%s\n' "${results[@]}" | awk -F'\t' '{
+		printf "|"; for (i = 1; i <= NF; i++) if (i < NF || $i != "") printf " %s |", $i; print "" }'
+	if ((${#skipped[@]})); then
+		echo
+		echo "Not installed, skipped: ${skipped[*]}"
+	fi
+} >"$OUT/results.md"
+cat "$OUT/results.md"
+log "logs and results in $OUT"
