@@ -32,7 +32,9 @@ func (s *Server) handle(t Transport, client netip.Addr, msg []byte, arrived time
 		return s.reply(t, "", dnsmsg.Reply(&q, dnsmsg.RcodeRefused), arrived, len(msg))
 	}
 
-	ctx, cancel := context.WithDeadline(s.ctx, arrived.Add(s.cfg.QueryTimeout))
+	// A root context: a child of one shared by every query would take
+	// that parent's lock twice per query.
+	ctx, cancel := context.WithDeadline(context.Background(), arrived.Add(s.cfg.QueryTimeout))
 	answer, from, err := s.cfg.Resolver.Resolve(ctx, msg)
 	late := ctx.Err() != nil
 	cancel()

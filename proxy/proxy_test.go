@@ -408,3 +408,34 @@ func TestStartFailsOnBusyAddress(t *testing.T) {
 		t.Fatal("Start succeeded on a busy address")
 	}
 }
+
+func TestShutdownGivesUpAtItsDeadline(t *testing.T) {
+	arrived := make(chan struct{}, 1)
+	testOver := make(chan struct{})
+	stuck := resolverFunc(func(ctx context.Context, _ []byte) ([]byte, string, error) {
+		arrived <- struct{}{}
+		select {
+		case <-ctx.Done():
+		case <-testOver:
+		}
+		return nil, "", errors.New("gave up")
+	})
+	s, addr, _ := start(t, stuck, func(c *proxy.Config) { c.QueryTimeout = time.Minute })
+	t.Cleanup(func() { close(testOver) }) // runs before start's own cleanup
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	writeFrame(t, c, msg("stuck.example", dns.TypeA, 1))
+	await(t, arrived, "query at the resolver")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // no patience at all: Shutdown must not wait for the minute-long query
+	if err := s.Shutdown(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Shutdown = %v, want context.Canceled", err)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("the client connection is still open after a forced shutdown")
+	}
+}

@@ -19,9 +19,7 @@ type Server struct {
 	obs Observer
 	log *slog.Logger
 
-	ctx    context.Context // parent of every query; cancelled when shutdown gives up waiting
-	cancel context.CancelFunc
-	wg     sync.WaitGroup // every serving goroutine and query
+	wg sync.WaitGroup // every serving goroutine and query
 
 	mu       sync.Mutex // guards the fields below
 	udp      []*net.UDPConn
@@ -37,7 +35,6 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, obs: cfg.Observer, log: cfg.Logger, conns: map[net.Conn]struct{}{}}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }
 
@@ -112,9 +109,10 @@ func (s *Server) closeListeners() {
 }
 
 // Shutdown stops accepting queries and waits for those in flight to be
-// answered; each is bounded by the query timeout. If ctx ends first, the
-// remaining queries are cancelled (their clients get SERVFAIL where a reply
-// can still be sent) and connections are closed.
+// answered; each is bounded by the query timeout. If ctx ends first, client
+// connections and sockets are closed at once and Shutdown returns ctx's
+// error; the queries still in flight end by their own deadlines, with no one
+// left to answer.
 func (s *Server) Shutdown(ctx context.Context) error {
 	past := time.Unix(1, 0)
 	s.mu.Lock()
@@ -140,15 +138,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		err = ctx.Err()
-		s.cancel()
 		s.mu.Lock()
 		for c := range s.conns {
 			c.Close()
 		}
 		s.mu.Unlock()
-		<-done
 	}
-	s.cancel()
 	s.closeListeners()
 	return err
 }
