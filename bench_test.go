@@ -7,14 +7,17 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/dotproxy/dotproxy/dnsmsg"
 	"github.com/dotproxy/dotproxy/internal/dottest"
 )
 
 // startBenchProxy runs the whole proxy, as main wires it, in front of an echo
-// DoT server, and returns the address it serves and the server.
+// DoT server, and returns the address it serves and the server. Any other
+// DOTPROXY_* variable set in the environment applies.
 func startBenchProxy(b *testing.B, extra map[string]string) (string, *dottest.Server) {
 	b.Helper()
 	srv := dottest.Start(b, dottest.Options{Echo: true})
@@ -32,7 +35,11 @@ func startBenchProxy(b *testing.B, extra map[string]string) (string, *dottest.Se
 		env[k] = v
 	}
 	for k, v := range env {
-		b.Setenv(k, v)
+		// A setting already in the environment wins, so that a benchmark
+		// can be rerun with, say, DOTPROXY_MAX_RETRIES=0.
+		if _, set := os.LookupEnv(k); !set || k == "DOTPROXY_UPSTREAMS" || k == "DOTPROXY_TLS_CA_FILE" {
+			b.Setenv(k, v)
+		}
 	}
 	cfg, err := loadConfig()
 	if err != nil {
@@ -166,3 +173,62 @@ func BenchmarkDirectDoT(b *testing.B) {
 		}
 	}
 }
+
+// idleGap spaces the queries of the Paced benchmarks as a rate of 2,000
+// queries/s would, so that the proxy is idle between them, as it mostly is.
+const idleGap = 500 * time.Microsecond
+
+// reportRTT reports the median and the 99th percentile of rtts.
+func reportRTT(b *testing.B, rtts []time.Duration) {
+	if len(rtts) == 0 {
+		return
+	}
+	slices.Sort(rtts)
+	b.ReportMetric(float64(rtts[len(rtts)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(rtts[len(rtts)*99/100].Microseconds()), "p99-µs")
+}
+
+// BenchmarkProxyUDPPaced is the round trip through the proxy for queries that
+// arrive one at a time with idle gaps between them. Compare its p50-µs with
+// BenchmarkDirectDoTPaced's for the latency the proxy adds at low load.
+func BenchmarkProxyUDPPaced(b *testing.B) {
+	addr, _ := startBenchProxy(b, nil)
+	u := newUDPClient(b, addr)
+	if err := u.exchange(); err != nil {
+		b.Fatal(err)
+	}
+	rtts := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for range b.N {
+		time.Sleep(idleGap)
+		start := time.Now()
+		if err := u.exchange(); err != nil {
+			b.Fatal(err)
+		}
+		rtts = append(rtts, time.Since(start))
+	}
+	reportRTT(b, rtts)
+}
+
+// BenchmarkDirectDoTPaced is BenchmarkDirectDoT with the same idle gaps.
+func BenchmarkDirectDoTPaced(b *testing.B) {
+	srv := dottest.Start(b, dottest.Options{Echo: true})
+	c := srv.Dial(b)
+	q, err := dnsmsg.NewQuery(0x1234, "bench.example", 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ans := make([]byte, 512)
+	rtts := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for range b.N {
+		time.Sleep(idleGap)
+		start := time.Now()
+		if _, err := dottest.Exchange(c, q, ans); err != nil {
+			b.Fatal(err)
+		}
+		rtts = append(rtts, time.Since(start))
+	}
+	reportRTT(b, rtts)
+}
+
