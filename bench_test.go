@@ -231,4 +231,3 @@ func BenchmarkDirectDoTPaced(b *testing.B) {
 	}
 	reportRTT(b, rtts)
 }
-
