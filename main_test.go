@@ -377,3 +377,26 @@ func TestReadmeDocumentsEveryVariable(t *testing.T) {
 		t.Fatalf("found only %d variables in -h", n)
 	}
 }
+
+func TestUnresolvableStatsdHostLeavesDNSWorking(t *testing.T) {
+	srv := dottest.Start(t, dottest.Options{})
+	env := upstreamEnv(t, srv)
+	// Not a valid domain name, so that the lookup fails here and no
+	// query leaves the machine; the Go resolver is forced for that reason.
+	env["DOTPROXY_STATSD_ADDR"] = "no-such!host:8125"
+	env["GODEBUG"] = "netdns=go"
+	env["DOTPROXY_STATSD_FORMAT"] = "statsd"
+	p := startProxy(t, env)
+	if a := ask(t, "udp", p.addr, "still.example", dns.TypeA); a.Rcode != dns.RcodeSuccess {
+		t.Fatalf("rcode %s", dns.RcodeToString[a.Rcode])
+	}
+	warned := false
+	for _, l := range p.allLogs() {
+		if l["level"] == "WARN" && l["msg"] == "metrics are off" {
+			warned = true
+		}
+	}
+	if !warned {
+		t.Fatal("no warning that metrics are off")
+	}
+}

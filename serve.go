@@ -15,6 +15,7 @@ import (
 	"github.com/dotproxy/dotproxy/emit"
 	"github.com/dotproxy/dotproxy/proxy"
 	"github.com/dotproxy/dotproxy/upstream"
+	"github.com/lmittmann/tint"
 )
 
 // serve wires the packages together, serves until ctx is done, then shuts
@@ -24,7 +25,12 @@ import (
 func serve(ctx context.Context, cfg *config, log *slog.Logger, ready func(addrs []string)) error {
 	metrics, err := emit.New(cfg.emitConfig(log))
 	if err != nil {
-		return err
+		// The settings were checked already, so this is the statsd host
+		// not resolving now. Metrics must never stop DNS: serve without.
+		log.Warn("metrics are off", tint.Err(err))
+		if metrics, err = emit.New(emit.Config{Format: emit.StatsD}); err != nil {
+			return err
+		}
 	}
 	defer metrics.Close()
 
