@@ -195,14 +195,3 @@ func rawUDP(tb testing.TB, addr string, b []byte, wait time.Duration) []byte {
 	}
 	return buf[:n]
 }
-
-func await[T any](tb testing.TB, ch <-chan T, what string) T {
-	tb.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(10 * time.Second):
-		tb.Fatalf("timed out waiting for %s", what)
-		panic("unreachable")
-	}
-}

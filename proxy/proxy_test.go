@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dotproxy/dotproxy/dnsmsg"
+	"github.com/dotproxy/dotproxy/internal/dottest"
 	"github.com/dotproxy/dotproxy/proxy"
 	"github.com/miekg/dns"
 )
@@ -374,8 +375,8 @@ func TestShutdownAnswersQueriesInFlight(t *testing.T) {
 			replies <- a
 		}()
 	}
-	await(t, arrived, "udp query")
-	await(t, arrived, "tcp query")
+	dottest.Await(t, arrived, "udp query")
+	dottest.Await(t, arrived, "tcp query")
 	stopped := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -384,11 +385,11 @@ func TestShutdownAnswersQueriesInFlight(t *testing.T) {
 	}()
 	close(release)
 	for range 2 {
-		if a := await(t, replies, "reply"); a == nil || a.Rcode != dns.RcodeSuccess {
+		if a := dottest.Await(t, replies, "reply"); a == nil || a.Rcode != dns.RcodeSuccess {
 			t.Fatalf("in-flight query not answered: %v", a)
 		}
 	}
-	if err := await(t, stopped, "shutdown"); err != nil {
+	if err := dottest.Await(t, stopped, "shutdown"); err != nil {
 		t.Fatal(err)
 	}
 	if c, err := net.Dial("tcp", addr); err == nil {
@@ -428,7 +429,7 @@ func TestShutdownGivesUpAtItsDeadline(t *testing.T) {
 	}
 	defer c.Close()
 	writeFrame(t, c, msg("stuck.example", dns.TypeA, 1))
-	await(t, arrived, "query at the resolver")
+	dottest.Await(t, arrived, "query at the resolver")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // no patience at all: Shutdown must not wait for the minute-long query
 	if err := s.Shutdown(ctx); !errors.Is(err, context.Canceled) {

@@ -121,18 +121,6 @@ func ctxTimeout(tb testing.TB, d time.Duration) context.Context {
 	return ctx
 }
 
-// await receives from ch or fails the test after a generous bound.
-func await[T any](tb testing.TB, ch <-chan T, what string) T {
-	tb.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(10 * time.Second):
-		tb.Fatalf("timed out waiting for %s", what)
-		panic("unreachable")
-	}
-}
-
 func containsName(raw []byte, name string) bool {
 	return bytes.Contains(raw, []byte(name))
 }

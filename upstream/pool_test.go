@@ -127,10 +127,10 @@ func TestNewConnectionOnlyWhenFull(t *testing.T) {
 		exchangeMany(t, p, 8)
 	}()
 	for range 8 {
-		await(t, arrived, "query at the server")
+		dottest.Await(t, arrived, "query at the server")
 	}
 	close(release)
-	await(t, done, "answers")
+	dottest.Await(t, done, "answers")
 	if got := srv.Accepted(); got != 2 {
 		t.Fatalf("server accepted %d connections, want 2", got)
 	}
@@ -166,7 +166,7 @@ func TestResetMidAnswerIsResent(t *testing.T) {
 	if rec.resent.Load() != 1 {
 		t.Fatalf("resent = %d, want 1", rec.resent.Load())
 	}
-	if r := await(t, rec.closes, "close event"); r != upstream.CloseServerClosed {
+	if r := dottest.Await(t, rec.closes, "close event"); r != upstream.CloseServerClosed {
 		t.Fatalf("close reason %q, want %q", r, upstream.CloseServerClosed)
 	}
 }
@@ -185,7 +185,7 @@ func TestSilentConnectionIsRetired(t *testing.T) {
 	if rec.resent.Load() < 1 {
 		t.Fatalf("resent = %d, want at least 1", rec.resent.Load())
 	}
-	if r := await(t, rec.closes, "close event"); r != upstream.CloseError {
+	if r := dottest.Await(t, rec.closes, "close event"); r != upstream.CloseError {
 		t.Fatalf("close reason %q, want %q", r, upstream.CloseError)
 	}
 }
@@ -246,7 +246,7 @@ func TestWrongCertificateSendsNoPlaintext(t *testing.T) {
 	if slices.Contains(rec.failedStages(), upstream.StageVerify) == false {
 		t.Fatalf("stages %v lack verify", rec.failedStages())
 	}
-	await(t, srv.ConnClosed(), "server side of the rejected connection to end")
+	dottest.Await(t, srv.ConnClosed(), "server side of the rejected connection to end")
 	raw := srv.Raw()
 	if len(raw) == 0 || raw[0] != 0x16 {
 		t.Fatalf("the first byte on the wire is not a TLS handshake record: % x", raw[:min(len(raw), 8)])
@@ -324,10 +324,10 @@ func TestIdleConnectionsClose(t *testing.T) {
 	if _, err := p.Exchange(ctxTimeout(t, 5*time.Second), q); err != nil {
 		t.Fatal(err)
 	}
-	if r := await(t, rec.closes, "idle close"); r != upstream.CloseIdle {
+	if r := dottest.Await(t, rec.closes, "idle close"); r != upstream.CloseIdle {
 		t.Fatalf("close reason %q, want idle", r)
 	}
-	await(t, srv.ConnClosed(), "server to see the close")
+	dottest.Await(t, srv.ConnClosed(), "server to see the close")
 	if st := p.Stats(); st.Open != 0 {
 		t.Fatalf("open = %d after idle close", st.Open)
 	}
@@ -341,7 +341,7 @@ func TestWarmConnectionAndResumption(t *testing.T) {
 	})
 	// Opened with no query at all, then recycled when idle: the second
 	// handshake resumes the first session.
-	if resumed := await(t, rec.handshakes, "warm connection"); resumed {
+	if resumed := dottest.Await(t, rec.handshakes, "warm connection"); resumed {
 		t.Fatal("first handshake claims resumption")
 	}
 	// TLS 1.3 tickets arrive after the handshake: the first connection
@@ -352,8 +352,8 @@ func TestWarmConnectionAndResumption(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkAnswer(t, q, ans)
-	await(t, rec.closes, "idle recycle")
-	if resumed := await(t, rec.handshakes, "second warm connection"); !resumed {
+	dottest.Await(t, rec.closes, "idle recycle")
+	if resumed := dottest.Await(t, rec.handshakes, "second warm connection"); !resumed {
 		t.Fatal("second handshake did not resume the session")
 	}
 }
@@ -368,10 +368,10 @@ func TestCloseFailsQueriesInFlight(t *testing.T) {
 			errs <- err
 		}()
 	}
-	await(t, srv.ConnAccepted(), "connection")
+	dottest.Await(t, srv.ConnAccepted(), "connection")
 	p.Close()
 	for range 10 {
-		if err := await(t, errs, "query to end"); !errors.Is(err, upstream.ErrClosed) {
+		if err := dottest.Await(t, errs, "query to end"); !errors.Is(err, upstream.ErrClosed) {
 			t.Fatalf("err = %v, want ErrClosed", err)
 		}
 	}

@@ -406,3 +406,16 @@ func Exchange(c io.ReadWriter, query, ans []byte) (int, error) {
 	_, err := io.ReadFull(c, ans[:n])
 	return n, err
 }
+
+// Await receives from ch, or fails the test after a bound generous enough
+// for a loaded machine. what names the awaited event in the failure.
+func Await[T any](tb testing.TB, ch <-chan T, what string) T {
+	tb.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		tb.Fatalf("timed out waiting for %s", what)
+		panic("unreachable")
+	}
+}
