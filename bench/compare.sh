@@ -50,6 +50,10 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
+# The end-to-end helpers: process tracking and stopping, certificates.
+export E2E_ROOT=$repo
+# shellcheck source=e2e/lib.sh
+. "$repo/e2e/lib.sh"
 
 DURATION=${DURATION:-15}
 ROUNDS=${ROUNDS:-1}
@@ -70,26 +74,10 @@ W=$(mktemp -d /tmp/dotproxy-bench-work.XXXXXX)
 
 # ---------------------------------------------------------------- processes
 
-pids=()
-track() { pids+=("$1"); }
-
-# stop PID: TERM, up to 5 s, then KILL. Only ever our own PIDs.
-stop() {
-	local pid=$1 i
-	kill -0 "$pid" 2>/dev/null || return 0
-	kill -TERM "$pid" 2>/dev/null || true
-	for ((i = 0; i < 50; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-}
-
+track() { e2e_track "$1"; }
+stop() { e2e_stop "$1"; }
 cleanup() {
-	local pid
-	for pid in "${pids[@]}"; do stop "$pid"; done
-	pids=()
+	e2e_cleanup
 	rm -rf "$W"
 }
 trap cleanup EXIT
@@ -173,19 +161,10 @@ done
 
 log "work dir $W, results in $OUT"
 
-# Certificates: a CA, and a server cert for dns.test and 127.0.0.1.
-(
-	cd "$W"
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-		-keyout ca.key -out ca.pem -days 2 -subj /CN=bench-ca
-	openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-		-keyout srv.key -out srv.csr -subj /CN=dns.test
-	printf '%s\n' 'subjectAltName=DNS:dns.test,IP:127.0.0.1' \
-		'basicConstraints=CA:FALSE' 'extendedKeyUsage=serverAuth' >srv.ext
-	openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
-		-out srv.pem -days 2 -extfile srv.ext
-	chmod 644 srv.key ca.pem srv.pem
-) >"$OUT/openssl.log" 2>&1
+# Certificates: a CA, and a server cert for dns.test, 127.0.0.1 and ::1.
+e2e_certs "$W" >"$OUT/openssl.log" 2>&1
+cp "$W/server.pem" "$W/srv.pem"
+cp "$W/server.key" "$W/srv.key"
 
 # Unique names; one line for readiness probes.
 awk -v n="$NAMES" 'BEGIN{for(i=0;i<n;i++) printf "u%07d.bench.test A\n", i}' >"$W/q.txt"
