@@ -45,7 +45,7 @@ const noUpstream = "none"
 // The tag values of each enum, in index order; the last is always other.
 var (
 	transports   = []string{string(proxy.UDP), string(proxy.TCP), other}
-	dropReasons  = []string{string(proxy.DropShort), string(proxy.DropResponse), string(proxy.DropBadFrame), other}
+	dropReasons  = []string{string(proxy.DropShort), string(proxy.DropResponse), string(proxy.DropBadFrame), string(proxy.DropConnLimit), other}
 	failReasons  = []string{string(proxy.FailDeadline), string(proxy.FailUpstream), other}
 	closeReasons = []string{string(upstream.CloseIdle), string(upstream.CloseServerClosed),
 		string(upstream.CloseError), string(upstream.CloseShutdown), other}
@@ -84,6 +84,8 @@ func dropIndex(r proxy.DropReason) int {
 		return 1
 	case proxy.DropBadFrame:
 		return 2
+	case proxy.DropConnLimit:
+		return 3
 	}
 	return len(dropReasons) - 1
 }
