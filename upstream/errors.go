@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"syscall"
 )
 
 var (
@@ -40,7 +41,14 @@ func (e *DialError) Error() string {
 func (e *DialError) Unwrap() error { return e.Err }
 
 // handshakeStage tells a certificate rejection from other handshake failures.
+// With TCP Fast Open the SYN leaves with the ClientHello, so a refused or
+// unreachable server shows up here rather than at connect; it is still a
+// connect failure.
 func handshakeStage(err error) Stage {
+	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) ||
+		errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, syscall.ETIMEDOUT) {
+		return StageConnect
+	}
 	var verr *tls.CertificateVerificationError
 	var herr x509.HostnameError
 	var uerr x509.UnknownAuthorityError

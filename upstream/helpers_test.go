@@ -71,6 +71,7 @@ func newPool(tb testing.TB, srv *dottest.Server, mod func(*upstream.Config)) (*u
 		RootCAs:    srv.CA.Pool,
 		Observer:   rec,
 		Logger:     slog.New(slog.DiscardHandler),
+		FastOpen:   true, // as dotproxy runs by default
 	}
 	if mod != nil {
 		mod(&cfg)

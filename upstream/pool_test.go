@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"testing"
@@ -305,15 +306,22 @@ func TestConnectRefused(t *testing.T) {
 	srv := dottest.Start(t, dottest.Options{})
 	addr := srv.Addr
 	srv.Close()
-	p, err := upstream.New(upstream.Config{Addr: addr, ServerName: "dns.test", RootCAs: srv.CA.Pool})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	_, err = p.Exchange(ctxTimeout(t, 5*time.Second), query(t, "x.example", 5))
-	var de *upstream.DialError
-	if !errors.As(err, &de) || de.Stage != upstream.StageConnect {
-		t.Fatalf("err = %v, want a connect DialError", err)
+	for _, fastOpen := range []bool{false, true} {
+		t.Run(fmt.Sprint("fastopen=", fastOpen), func(t *testing.T) {
+			p, err := upstream.New(upstream.Config{
+				Addr: addr, ServerName: "dns.test", RootCAs: srv.CA.Pool, FastOpen: fastOpen,
+				Logger: slog.New(slog.DiscardHandler),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			_, err = p.Exchange(ctxTimeout(t, 5*time.Second), query(t, "x.example", 5))
+			var de *upstream.DialError
+			if !errors.As(err, &de) || de.Stage != upstream.StageConnect {
+				t.Fatalf("err = %v, want a connect DialError", err)
+			}
+		})
 	}
 }
 
