@@ -382,7 +382,7 @@ throughput() {
 	qps=$best lost=${bestlost:-?} conns=$maxc
 }
 
-# latency LABEL MODE PORT: fixed RATE for LAT_DURATION; sets p50 p99 (ms), lat_qps.
+# latency LABEL MODE PORT: fixed RATE for LAT_DURATION; sets p50 p99 (ms).
 latency() {
 	local label=$1 mode=$2 port=$3 f="$OUT/$1.lat.txt"
 	dnsperf -m "$mode" -s 127.0.0.1 -p "$port" -d "$W/q.txt" -l "$LAT_DURATION" \
@@ -392,7 +392,6 @@ latency() {
 		i=int(NR*0.50); if (i<NR*0.50) i++; if (i<1) i=1
 		j=int(NR*0.99); if (j<NR*0.99) j++; if (j<1) j=1
 		printf "%.3f %.3f\n", v[i]*1000, v[j]*1000 }')"
-	lat_qps=$(awk '/Queries per second/{printf "%d", $4}' "$f")
 	# Keep the summary, drop the per-query lines (a few MB).
 	grep -v '^> ' "$f" >"$f.tmp" && mv "$f.tmp" "$f"
 }

@@ -3,20 +3,96 @@ package proxy
 import (
 	"errors"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/dotproxy/dotproxy/dnsmsg"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 )
 
 // maxDatagram is the largest UDP payload.
 const maxDatagram = 65535
 
+// udpListener is one UDP socket. On a wildcard address it learns each
+// query's destination address from the kernel, so that the reply leaves from
+// the address the client asked: on a host with several addresses the kernel
+// would otherwise choose the source by route, and a client whose socket is
+// connected to the address it queried would drop the reply.
+type udpListener struct {
+	pc       *net.UDPConn
+	wildcard bool
+}
+
+func newUDPListener(pc *net.UDPConn) *udpListener {
+	l := &udpListener{pc: pc}
+	if a, ok := pc.LocalAddr().(*net.UDPAddr); ok && a.IP.IsUnspecified() {
+		// A dual-stack socket takes both options: IPv4 packets on it carry
+		// IP_PKTINFO, IPv6 ones IPV6_PKTINFO. Either may fail on a
+		// single-family socket; one is enough.
+		err4 := ipv4.NewPacketConn(pc).SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true)
+		err6 := ipv6.NewPacketConn(pc).SetControlMessage(ipv6.FlagDst|ipv6.FlagInterface, true)
+		l.wildcard = err4 == nil || err6 == nil
+	}
+	return l
+}
+
+// oobSize holds the IP_PKTINFO and the IPV6_PKTINFO that an IPv4 query on a
+// dual-stack socket brings, with room to spare: a truncated buffer would drop
+// the second.
+const oobSize = 128
+
+// read reads one datagram into buf. For a wildcard listener it also returns
+// the control message that sends the reply from the query's destination.
+func (l *udpListener) read(buf, oob []byte) (n int, client netip.AddrPort, replyOOB []byte, err error) {
+	if !l.wildcard {
+		n, client, err = l.pc.ReadFromUDPAddrPort(buf)
+		return n, client, nil, err
+	}
+	n, oobn, _, client, err := l.pc.ReadMsgUDPAddrPort(buf, oob)
+	if err != nil {
+		return n, client, nil, err
+	}
+	return n, client, replySource(oob[:oobn]), nil
+}
+
+// replySource turns the destination of a query into the control message that
+// makes it the source of the reply, or nil when the kernel said nothing. On a
+// dual-stack socket an IPv4 query brings both IP_PKTINFO and IPV6_PKTINFO;
+// the IPv4 one is used, which Linux honours on an IPv6 socket too.
+func replySource(oob []byte) []byte {
+	var cm4 ipv4.ControlMessage
+	if cm4.Parse(oob) == nil && cm4.Dst != nil && !cm4.Dst.IsUnspecified() {
+		return (&ipv4.ControlMessage{Src: cm4.Dst}).Marshal()
+	}
+	var cm6 ipv6.ControlMessage
+	if cm6.Parse(oob) == nil && cm6.Dst != nil && !cm6.Dst.IsUnspecified() && cm6.Dst.To4() == nil {
+		out := &ipv6.ControlMessage{Src: cm6.Dst}
+		if cm6.Dst.IsLinkLocalUnicast() {
+			out.IfIndex = cm6.IfIndex // a link-local source is only valid on its link
+		}
+		return out.Marshal()
+	}
+	return nil
+}
+
+func (l *udpListener) write(reply, oob []byte, client netip.AddrPort) error {
+	if oob == nil {
+		_, err := l.pc.WriteToUDPAddrPort(reply, client)
+		return err
+	}
+	_, _, err := l.pc.WriteMsgUDPAddrPort(reply, oob, client)
+	return err
+}
+
 func (s *Server) serveUDP(pc *net.UDPConn) {
 	defer s.wg.Done()
+	l := newUDPListener(pc)
 	slots := make(chan struct{}, s.cfg.UDPMaxInFlight)
 	buf := make([]byte, maxDatagram)
+	oob := make([]byte, oobSize)
 	for {
-		n, client, err := pc.ReadFromUDPAddrPort(buf)
+		n, client, replyOOB, err := l.read(buf, oob)
 		if err != nil {
 			if s.isStopping() || errors.Is(err, net.ErrClosed) {
 				return
@@ -42,7 +118,7 @@ func (s *Server) serveUDP(pc *net.UDPConn) {
 			if reply == nil {
 				return
 			}
-			if _, err := pc.WriteToUDPAddrPort(reply, client); err != nil && !errors.Is(err, net.ErrClosed) {
+			if err := l.write(reply, replyOOB, client); err != nil && !errors.Is(err, net.ErrClosed) {
 				s.log.Debug("udp write failed", "client", client.String(), "err", err.Error())
 			}
 		}()
