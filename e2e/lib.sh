@@ -68,6 +68,44 @@ e2e_cleanup() {
 	e2e_pids=()
 }
 
+# e2e_sigterm PID: sends SIGTERM and waits up to 15 s; sets E2E_RC to the
+# exit status, or "timeout". (Not for $(...): a subshell cannot wait for
+# this shell's children.)
+# shellcheck disable=SC2034 # E2E_RC is for the caller
+e2e_sigterm() {
+	local pid=$1 i
+	E2E_RC=timeout
+	kill -TERM "$pid"
+	for ((i = 0; i < 150; i++)); do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			E2E_RC=0
+			wait "$pid" || E2E_RC=$?
+			break
+		fi
+		sleep 0.1
+	done
+}
+
+# e2e_require SCRIPT [root] TOOL...: exits 2 with a message unless every TOOL
+# is installed and, with "root", the script runs as root.
+e2e_require() {
+	local script=$1 tool
+	shift
+	if [ "${1:-}" = root ]; then
+		shift
+		if [ "$(id -u)" -ne 0 ]; then
+			echo "$script needs root" >&2
+			exit 2
+		fi
+	fi
+	for tool in "$@"; do
+		command -v "$tool" >/dev/null || {
+			echo "$script: $tool is not installed" >&2
+			exit 2
+		}
+	done
+}
+
 # e2e_free_port: prints a TCP+UDP port in 20000-59999 that nothing on this
 # machine listens on. Bounded: 200 tries.
 e2e_free_port() {

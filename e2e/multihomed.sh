@@ -14,16 +14,7 @@ E2E_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=e2e/lib.sh
 . "$E2E_ROOT/e2e/lib.sh"
 
-if [ "$(id -u)" -ne 0 ]; then
-	echo "multihomed.sh needs root (network namespace)" >&2
-	exit 2
-fi
-for tool in go kdig ip nsenter; do
-	command -v "$tool" >/dev/null || {
-		echo "multihomed.sh: $tool is not installed" >&2
-		exit 2
-	}
-done
+e2e_require multihomed.sh root go kdig ip nsenter
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/dotproxy-multihomed.XXXXXX")
 NS="dotproxy-mh-$$"

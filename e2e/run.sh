@@ -286,16 +286,8 @@ e2e_stop "$PROXY_PID"
 
 # ---------------------------------------------------------------------------
 e2e_section "SIGTERM"
-kill -TERM "$MAIN_PID"
-rc=timeout
-for ((i = 0; i < 150; i++)); do
-	if ! kill -0 "$MAIN_PID" 2>/dev/null; then
-		rc=0
-		wait "$MAIN_PID" || rc=$?
-		break
-	fi
-	sleep 0.1
-done
+e2e_sigterm "$MAIN_PID"
+rc=$E2E_RC
 e2e_log "exit status after SIGTERM: $rc"
 e2e_check "SIGTERM: graceful exit with status 0 within 15 s" test "$rc" = 0
 

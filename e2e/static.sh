@@ -19,16 +19,7 @@ E2E_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=e2e/lib.sh
 . "$E2E_ROOT/e2e/lib.sh"
 
-if [ "$(id -u)" -ne 0 ]; then
-	echo "static.sh needs root (network namespace, chroot)" >&2
-	exit 2
-fi
-for tool in go openssl unbound unbound-checkconf kdig file ldd ip nsenter chroot unshare; do
-	command -v "$tool" >/dev/null || {
-		echo "static.sh: $tool is not installed" >&2
-		exit 2
-	}
-done
+e2e_require static.sh root go openssl unbound unbound-checkconf kdig file ldd ip nsenter chroot unshare
 
 APP_UID=65532
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/dotproxy-static.XXXXXX")
@@ -154,16 +145,8 @@ e2e_check "A over UDP through the DoT upstream" answers_a
 e2e_check "large TXT over TCP through the DoT upstream" answers_big_tcp
 e2e_check "/dotproxy healthcheck exits 0 (the image's HEALTHCHECK)" "${IN_ROOT[@]}" healthcheck
 
-kill -TERM "$PID"
-rc=timeout
-for ((i = 0; i < 150; i++)); do
-	if ! kill -0 "$PID" 2>/dev/null; then
-		rc=0
-		wait "$PID" || rc=$?
-		break
-	fi
-	sleep 0.1
-done
+e2e_sigterm "$PID"
+rc=$E2E_RC
 e2e_check "SIGTERM: exit status 0 (got $rc)" test "$rc" = 0
 
 e2e_summary
