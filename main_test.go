@@ -400,3 +400,44 @@ func TestUnresolvableStatsdHostLeavesDNSWorking(t *testing.T) {
 		t.Fatal("no warning that metrics are off")
 	}
 }
+
+func TestThousandConcurrentClientsShareAFewConnections(t *testing.T) {
+	srv := dottest.Start(t, dottest.Options{Concurrent: true})
+	env := upstreamEnv(t, srv)
+	env["DOTPROXY_UPSTREAM_WARM_CONNS"] = "0"
+	p := startProxy(t, env)
+	const clients = 1000
+	errs := make(chan error, clients)
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			network := []string{"udp", "tcp"}[i%2]
+			q := new(dns.Msg)
+			q.SetQuestion(fmt.Sprintf("c%d.example.", i), dns.TypeA)
+			c := &dns.Client{Net: network, Timeout: 5 * time.Second}
+			a, _, err := c.Exchange(q, p.addr)
+			// A burst of 500 datagrams can overflow a socket buffer on a
+			// loaded machine; a stub resolver asks again, and so does this
+			// one, a bounded number of times.
+			for try := 0; err != nil && network == "udp" && try < 3; try++ {
+				a, _, err = c.Exchange(q, p.addr)
+			}
+			switch {
+			case err != nil:
+				errs <- fmt.Errorf("client %d: %w", i, err)
+			case a.Id != q.Id || a.Rcode != dns.RcodeSuccess || a.Question[0].Name != q.Question[0].Name:
+				errs <- fmt.Errorf("client %d: wrong answer %v", i, a)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if got := srv.Accepted(); got > 4 {
+		t.Fatalf("%d concurrent clients took %d upstream connections; the cap is 4", clients, got)
+	}
+}
