@@ -74,7 +74,7 @@ type config struct {
 	}
 
 	Log struct {
-		Level  logLevel  `split_words:"true" default:"info" desc:"debug, info, warn or error"`
+		Level  logLevel  `split_words:"true" default:"info" desc:"debug (logs every query: client, question, rcode, upstream, time), info, warn or error"`
 		Format logFormat `split_words:"true" default:"auto" desc:"auto (coloured text on a terminal, JSON otherwise), text or json"`
 	}
 }

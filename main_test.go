@@ -271,6 +271,17 @@ func TestEndToEnd(t *testing.T) {
 	if code := p.stop(t); code != 0 {
 		t.Fatalf("exit %d after SIGTERM", code)
 	}
+	// At debug level every query is logged with what was asked and answered.
+	logged := false
+	for _, l := range p.allLogs() {
+		if l["msg"] == "query" && l["question"] == "e2e.example. A" && l["rcode"] == "NOERROR" &&
+			l["upstream"] == srv.Addr && l["transport"] == "udp" {
+			logged = true
+		}
+	}
+	if !logged {
+		t.Fatal("no debug log line for the UDP query to e2e.example")
+	}
 	if raw := srv.Raw(); strings.Contains(string(raw), "e2e") || strings.Contains(string(raw), "example") {
 		t.Fatal("a query name crossed the wire in plaintext")
 	}

@@ -26,6 +26,7 @@ func FuzzParseQuery(f *testing.F) {
 		if err != nil {
 			return
 		}
+		_ = dnsmsg.QuestionString(q.Question) // logged at debug level: must not panic
 		for _, rcode := range []int{dnsmsg.RcodeRefused, dnsmsg.RcodeServFail, dnsmsg.RcodeFormErr} {
 			r := dnsmsg.Reply(&q, rcode)
 			if dnsmsg.ID(r) != q.ID || dnsmsg.Rcode(r) != rcode || !dnsmsg.IsResponse(r) {

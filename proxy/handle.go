@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"net/netip"
 	"time"
 
@@ -11,7 +10,7 @@ import (
 )
 
 // handle answers one query from client and returns the reply to send, or nil
-// to send nothing. maxUDP is zero for TCP.
+// to send nothing.
 func (s *Server) handle(t Transport, client netip.Addr, msg []byte, arrived time.Time) []byte {
 	q, err := dnsmsg.ParseQuery(msg)
 	switch {
@@ -25,11 +24,11 @@ func (s *Server) handle(t Transport, client netip.Addr, msg []byte, arrived time
 		s.obs.Malformed(t)
 		q.Question = nil // it did not parse: echo none of it
 		q.EDNS = false
-		return s.reply(t, "", dnsmsg.Reply(&q, dnsmsg.RcodeFormErr), arrived, len(msg))
+		return s.reply(t, client, &q, "", dnsmsg.Reply(&q, dnsmsg.RcodeFormErr), arrived, len(msg))
 	}
 	if !s.allowed(client) {
 		s.obs.Refused(t)
-		return s.reply(t, "", dnsmsg.Reply(&q, dnsmsg.RcodeRefused), arrived, len(msg))
+		return s.reply(t, client, &q, "", dnsmsg.Reply(&q, dnsmsg.RcodeRefused), arrived, len(msg))
 	}
 
 	// A root context: a child of one shared by every query would take
@@ -44,21 +43,31 @@ func (s *Server) handle(t Transport, client netip.Addr, msg []byte, arrived time
 			reason = FailDeadline
 		}
 		s.obs.Failed(t, reason)
-		if s.log.Enabled(context.Background(), slog.LevelDebug) {
-			s.log.Debug("query failed", "client", client, "transport", string(t), "reason", string(reason), "err", err.Error())
+		if s.debug {
+			s.log.Debug("query failed", "client", client, "transport", string(t),
+				"question", dnsmsg.QuestionString(q.Question), "reason", string(reason), "err", err.Error())
 		}
-		return s.reply(t, "", dnsmsg.Reply(&q, dnsmsg.RcodeServFail), arrived, len(msg))
+		return s.reply(t, client, &q, "", dnsmsg.Reply(&q, dnsmsg.RcodeServFail), arrived, len(msg))
 	}
 	if t == UDP && len(answer) > q.MaxUDPAnswer() {
 		s.obs.Truncated()
 		answer = dnsmsg.Truncated(&q, answer)
 	}
-	return s.reply(t, from, answer, arrived, len(msg))
+	return s.reply(t, client, &q, from, answer, arrived, len(msg))
 }
 
-// reply reports a reply about to leave and returns it.
-func (s *Server) reply(t Transport, from string, msg []byte, arrived time.Time, querySize int) []byte {
-	s.obs.Answered(t, from, dnsmsg.Rcode(msg), time.Since(arrived), querySize, len(msg))
+// reply reports a reply about to leave and returns it. At debug level it
+// also logs the query, which is what an operator asks first: who asked what,
+// and what came back from where.
+func (s *Server) reply(t Transport, client netip.Addr, q *dnsmsg.Query, from string, msg []byte, arrived time.Time, querySize int) []byte {
+	rcode := dnsmsg.Rcode(msg)
+	rtt := time.Since(arrived)
+	s.obs.Answered(t, from, rcode, rtt, querySize, len(msg))
+	if s.debug {
+		s.log.Debug("query", "client", client, "transport", string(t),
+			"question", dnsmsg.QuestionString(q.Question), "rcode", dnsmsg.RcodeName(rcode),
+			"upstream", from, "rtt", rtt, "size", len(msg))
+	}
 	return msg
 }
 

@@ -15,9 +15,10 @@ import (
 // Server serves DNS on every listen address over UDP and TCP. Start it once,
 // then Shutdown it once.
 type Server struct {
-	cfg Config
-	obs Observer
-	log *slog.Logger
+	cfg   Config
+	obs   Observer
+	log   *slog.Logger
+	debug bool // log every query: checked once, not per query
 
 	wg sync.WaitGroup // every serving goroutine and query
 
@@ -34,7 +35,13 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, obs: cfg.Observer, log: cfg.Logger, conns: map[net.Conn]struct{}{}}
+	s := &Server{
+		cfg:   cfg,
+		obs:   cfg.Observer,
+		log:   cfg.Logger,
+		debug: cfg.Logger.Enabled(context.Background(), slog.LevelDebug),
+		conns: map[net.Conn]struct{}{},
+	}
 	return s, nil
 }
 

@@ -1,0 +1,62 @@
+package dnsmsg
+
+import (
+	"encoding/binary"
+	"strconv"
+	"strings"
+)
+
+// QuestionString renders a question section parsed by ParseQuery as
+// "name type", e.g. "www.example.org. AAAA", for logs. A dot or backslash
+// inside a label is escaped with a backslash, and bytes outside printable
+// ASCII as \DDD (RFC 1035 §5.1). It returns "" for an empty question.
+func QuestionString(question []byte) string {
+	if len(question) < 5 {
+		return ""
+	}
+	var b strings.Builder
+	off := 0
+	for off < len(question)-4 {
+		l := int(question[off])
+		off++
+		if l == 0 || off+l > len(question)-4 {
+			break
+		}
+		for _, c := range question[off : off+l] {
+			switch {
+			case c == '.' || c == '\\':
+				b.WriteByte('\\')
+				b.WriteByte(c)
+			case c <= ' ' || c > '~':
+				b.WriteByte('\\')
+				b.WriteString(strconv.Itoa(int(c) + 1000)[1:])
+			default:
+				b.WriteByte(c)
+			}
+		}
+		b.WriteByte('.')
+		off += l
+	}
+	if b.Len() == 0 {
+		b.WriteByte('.')
+	}
+	b.WriteByte(' ')
+	b.WriteString(TypeString(binary.BigEndian.Uint16(question[len(question)-4:])))
+	return b.String()
+}
+
+// TypeString returns the mnemonic of a common record type, or "TYPEnnn"
+// (RFC 3597) for the others.
+func TypeString(t uint16) string {
+	if s, ok := typeNames[t]; ok {
+		return s
+	}
+	return "TYPE" + strconv.Itoa(int(t))
+}
+
+var typeNames = map[uint16]string{
+	1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT",
+	28: "AAAA", 33: "SRV", 35: "NAPTR", 43: "DS", 46: "RRSIG", 47: "NSEC",
+	48: "DNSKEY", 50: "NSEC3", 52: "TLSA", 64: "SVCB", 65: "HTTPS",
+	99: "SPF", 255: "ANY", 257: "CAA",
+}
