@@ -1,0 +1,11 @@
+package balance_test
+
+import (
+	"testing"
+
+	"github.com/dotproxy/dotproxy/internal/leakcheck"
+)
+
+func TestMain(m *testing.M) {
+	leakcheck.Main(m, "github.com/dotproxy/dotproxy/balance", "github.com/dotproxy/dotproxy/internal/dottest")
+}

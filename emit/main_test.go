@@ -1,0 +1,11 @@
+package emit_test
+
+import (
+	"testing"
+
+	"github.com/dotproxy/dotproxy/internal/leakcheck"
+)
+
+func TestMain(m *testing.M) {
+	leakcheck.Main(m, "github.com/dotproxy/dotproxy/emit", "github.com/dotproxy/dotproxy/internal/dottest")
+}
