@@ -19,21 +19,14 @@ HCLFMT=github.com/hashicorp/hcl/v2/cmd/hclfmt@v2.25.0
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
 
-pass=0
-fail=0
-check() {
-	local name=$1
-	shift
-	if "$@"; then
-		pass=$((pass + 1))
-		printf 'PASS  %s\n' "$name"
-	else
-		fail=$((fail + 1))
-		printf 'FAIL  %s\n' "$name"
-	fi
-}
+# The PASS/FAIL counting and sections of the end-to-end scripts.
+E2E_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export E2E_ROOT
+# shellcheck source=e2e/lib.sh
+. "$E2E_ROOT/e2e/lib.sh"
+check() { e2e_check "$@"; }
 fails() { ! "$@" >/dev/null 2>&1; }
-section() { printf '\n=== %s ===\n' "$*"; }
+section() { e2e_section "$@"; }
 
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
@@ -218,5 +211,4 @@ else
 	echo "    shows no candidate); .ci/run lints the Dockerfile with trivy instead"
 fi
 
-printf '\n%d passed, %d failed\n' "$pass" "$fail"
-[ "$fail" -eq 0 ]
+e2e_summary

@@ -68,6 +68,16 @@ e2e_cleanup() {
 	e2e_pids=()
 }
 
+# e2e_dump_logs DIR: the last lines of each log in DIR, for a failed run.
+e2e_dump_logs() {
+	local f
+	for f in "$1"/*.log "$1"/unbound.stderr; do
+		[ -s "$f" ] || continue
+		printf '\n--- last lines of %s ---\n' "${f##*/}"
+		tail -n 25 "$f"
+	done
+}
+
 # e2e_sigterm PID: sends SIGTERM and waits up to 15 s; sets E2E_RC to the
 # exit status, or "timeout". (Not for $(...): a subshell cannot wait for
 # this shell's children.)

@@ -23,7 +23,7 @@ on_exit() {
 	e2e_cleanup
 	ip netns del "$NS" 2>/dev/null || true
 	if [ "$e2e_fail" -gt 0 ] || [ "$rc" -ne 0 ]; then
-		[ -s "$WORK/dotproxy.log" ] && tail -n 25 "$WORK/dotproxy.log"
+		e2e_dump_logs "$WORK"
 	fi
 	rm -rf "$WORK"
 	exit "$rc"

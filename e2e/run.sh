@@ -33,12 +33,7 @@ on_exit() {
 	[ -n "$TCPDUMP_PID" ] && e2e_stop "$TCPDUMP_PID"
 	e2e_cleanup
 	if [ "$e2e_fail" -gt 0 ] || [ "$rc" -ne 0 ]; then
-		local f
-		for f in "$WORK"/*.log "$WORK"/unbound.stderr; do
-			[ -s "$f" ] || continue
-			printf '\n--- last lines of %s ---\n' "${f##*/}"
-			tail -n 25 "$f"
-		done
+		e2e_dump_logs "$WORK"
 	fi
 	if [ "${E2E_KEEP:-0}" = 1 ]; then
 		echo "work directory kept: $WORK"

@@ -30,12 +30,7 @@ on_exit() {
 	e2e_cleanup
 	ip netns del "$NS" 2>/dev/null || true
 	if [ "$e2e_fail" -gt 0 ] || [ "$rc" -ne 0 ]; then
-		local f
-		for f in "$WORK"/*.log "$WORK"/unbound.stderr; do
-			[ -s "$f" ] || continue
-			printf '\n--- last lines of %s ---\n' "${f##*/}"
-			tail -n 25 "$f"
-		done
+		e2e_dump_logs "$WORK"
 	fi
 	if [ "${E2E_KEEP:-0}" = 1 ]; then echo "work directory kept: $WORK"; else rm -rf "$WORK"; fi
 	exit "$rc"
