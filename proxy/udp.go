@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/dotproxy/dotproxy/dnsmsg"
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 )
 
 // maxDatagram is the largest UDP payload.
@@ -27,12 +25,7 @@ type udpListener struct {
 func newUDPListener(pc *net.UDPConn) *udpListener {
 	l := &udpListener{pc: pc}
 	if a, ok := pc.LocalAddr().(*net.UDPAddr); ok && a.IP.IsUnspecified() {
-		// A dual-stack socket takes both options: IPv4 packets on it carry
-		// IP_PKTINFO, IPv6 ones IPV6_PKTINFO. Either may fail on a
-		// single-family socket; one is enough.
-		err4 := ipv4.NewPacketConn(pc).SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true)
-		err6 := ipv6.NewPacketConn(pc).SetControlMessage(ipv6.FlagDst|ipv6.FlagInterface, true)
-		l.wildcard = err4 == nil || err6 == nil
+		l.wildcard = enablePktinfo(pc)
 	}
 	return l
 }
@@ -54,26 +47,6 @@ func (l *udpListener) read(buf, oob []byte) (n int, client netip.AddrPort, reply
 		return n, client, nil, err
 	}
 	return n, client, replySource(oob[:oobn]), nil
-}
-
-// replySource turns the destination of a query into the control message that
-// makes it the source of the reply, or nil when the kernel said nothing. On a
-// dual-stack socket an IPv4 query brings both IP_PKTINFO and IPV6_PKTINFO;
-// the IPv4 one is used, which Linux honours on an IPv6 socket too.
-func replySource(oob []byte) []byte {
-	var cm4 ipv4.ControlMessage
-	if cm4.Parse(oob) == nil && cm4.Dst != nil && !cm4.Dst.IsUnspecified() {
-		return (&ipv4.ControlMessage{Src: cm4.Dst}).Marshal()
-	}
-	var cm6 ipv6.ControlMessage
-	if cm6.Parse(oob) == nil && cm6.Dst != nil && !cm6.Dst.IsUnspecified() && cm6.Dst.To4() == nil {
-		out := &ipv6.ControlMessage{Src: cm6.Dst}
-		if cm6.Dst.IsLinkLocalUnicast() {
-			out.IfIndex = cm6.IfIndex // a link-local source is only valid on its link
-		}
-		return out.Marshal()
-	}
-	return nil
 }
 
 func (l *udpListener) write(reply, oob []byte, client netip.AddrPort) error {
