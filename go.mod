@@ -1,6 +1,6 @@
 module github.com/dotproxy/dotproxy
 
-go 1.26.8
+go 1.26.0
 
 require (
 	github.com/DataDog/datadog-go/v5 v5.9.1
