@@ -1,8 +1,7 @@
 package emit
 
 import (
-	"strconv"
-
+	"github.com/dotproxy/dotproxy/dnsmsg"
 	"github.com/dotproxy/dotproxy/proxy"
 	"github.com/dotproxy/dotproxy/upstream"
 )
@@ -55,12 +54,12 @@ var (
 )
 
 // rcodeNames returns the tag value of each rcode from 0 to 23, then other.
-// Rcodes above 15 come from EDNS or TSIG.
+// Rcodes 0 to 15 are named as dnsmsg names them everywhere else; those above
+// 15 come from EDNS or TSIG.
 func rcodeNames() []string {
-	names := []string{"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED",
-		"YXDOMAIN", "YXRRSET", "NXRRSET", "NOTAUTH", "NOTZONE", "DSOTYPENI"}
-	for rc := len(names); rc < 16; rc++ {
-		names = append(names, "RCODE"+strconv.Itoa(rc))
+	var names []string
+	for rc := 0; rc < 16; rc++ {
+		names = append(names, dnsmsg.RcodeName(rc))
 	}
 	names = append(names, "BADVERS", "BADKEY", "BADTIME", "BADMODE", "BADNAME", "BADALG", "BADTRUNC", "BADCOOKIE")
 	return append(names, other)
