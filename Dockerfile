@@ -1,9 +1,13 @@
-# syntax=docker/dockerfile:1.7
 #
 # dotproxy container image: one static binary and the CA bundle, nothing else.
 #
-#   docker build --build-arg VERSION=$(git describe --tags --always) -t dotproxy .
+#   DOCKER_BUILDKIT=1 docker build --build-arg VERSION=$(git describe --tags --always) -t dotproxy .
 #   docker buildx build --platform linux/amd64,linux/arm64,linux/arm/v7 -t dotproxy .
+#
+# It needs BuildKit (RUN --mount, $BUILDPLATFORM) but no `# syntax=` line:
+# the Dockerfile frontend built into BuildKit since Docker 20.10 reads all of
+# it, so a build pulls nothing but the golang base image, and works where no
+# registry is reachable once that image is there (e2e/images.sh makes it).
 #
 # Port 53 as a non-root user: Docker (20.10 and later) sets
 # net.ipv4.ip_unprivileged_port_start=0 inside every container's network
@@ -14,9 +18,9 @@
 # sysctl needs nothing from the binary. Kubernetes, Fargate and host networking
 # do not always set that sysctl; docs/deploy.md says what to set there.
 #
+# e2e/docker.sh builds this file and runs the image as the README does;
 # e2e/static.sh builds the binary with the same command as the build stage
-# below and runs it in an empty root holding only itself and the CA bundle,
-# which is what this image is.
+# below and runs it in an empty root holding only itself and the CA bundle.
 
 ARG GO_VERSION=1.26
 
