@@ -246,6 +246,7 @@ images_all() {
 
 # images_dotproxy TAG [docker build flags]: the repository's own Dockerfile,
 # built as TAG with the version, revision and date stamped as release.yml does.
+# The context is the repository (IMAGES_CONTEXT names another copy of it).
 images_dotproxy() {
 	local tag=$1
 	shift
@@ -254,7 +255,7 @@ images_dotproxy() {
 	revision=$(git -C "$IMAGES_ROOT" rev-parse HEAD 2>/dev/null || echo unknown)
 	created=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 	images_build --build-arg VERSION="$version" --build-arg REVISION="$revision" \
-		--build-arg CREATED="$created" -t "$tag" "$@" "$IMAGES_ROOT"
+		--build-arg CREATED="$created" -t "$tag" "$@" "${IMAGES_CONTEXT:-$IMAGES_ROOT}"
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
