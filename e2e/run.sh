@@ -84,8 +84,9 @@ e2e_log "unbound $(unbound -V | head -n 1) on 127.0.0.1:$UP_PORT (tls name $E2E_
 # ---------------------------------------------------------------------------
 e2e_section "capture on lo"
 LP=$(e2e_free_port)
+# Port 53 is captured too, to show that no plain DNS goes the upstream's way.
 tcpdump -i lo -n -U -Z root -s 0 -w "$WORK/lo.pcap" \
-	"tcp port $UP_PORT or port $LP" >"$WORK/tcpdump.log" 2>&1 &
+	"tcp port $UP_PORT or port $LP or port 53" >"$WORK/tcpdump.log" 2>&1 &
 TCPDUMP_PID=$!
 for ((i = 0; i < 50; i++)); do
 	grep -q 'listening on' "$WORK/tcpdump.log" 2>/dev/null && break
@@ -95,7 +96,7 @@ grep -q 'listening on' "$WORK/tcpdump.log" || {
 	echo "tcpdump did not start" >&2
 	exit 1
 }
-e2e_log "tcpdump capturing tcp port $UP_PORT (DoT) and port $LP (clients)"
+e2e_log "tcpdump capturing tcp port $UP_PORT (DoT), port $LP (clients) and port 53"
 
 # start_proxy NAME PORT VAR=value...: starts the binary with DOTPROXY_LISTEN
 # on 127.0.0.1:PORT (and [::1]:PORT) plus the given settings, waits until it
@@ -280,6 +281,52 @@ e2e_check "client outside DOTPROXY_ALLOW: REFUSED over TCP" status_is REFUSED
 e2e_stop "$PROXY_PID"
 
 # ---------------------------------------------------------------------------
+# Padded egress (issue 10 §4): queries whose names differ in length leave in
+# TLS records whose lengths fall into 128-byte blocks. A proxy of its own
+# with a single upstream connection, so that its records can be told apart
+# in the capture (checked in "egress is encrypted" below); the queries go
+# one at a time, so each makes exactly one record.
+e2e_section "padded egress: queries for the capture"
+PAD_LENGTHS=(10 30 60 120) # characters in the name asked, final dot excluded
+PAD_PORT=$(e2e_free_port)
+start_proxy padded "$PAD_PORT" \
+	DOTPROXY_UPSTREAMS="127.0.0.1:$UP_PORT#$E2E_ZONE" \
+	DOTPROXY_TLS_CA_FILE="$WORK/ca.pem" \
+	DOTPROXY_UPSTREAM_MAX_CONNS=1 DOTPROXY_UPSTREAM_WARM_CONNS=1
+# pad_conn PID: the local port of PID's one connection to the upstream.
+pad_conn() {
+	ss -Htnp state established "( dport = :$UP_PORT )" 2>/dev/null |
+		awk -v pid="pid=$1," 'index($0, pid) { sub(/.*:/, "", $3); print $3 }' | sort -u
+}
+# pad_name LEN: a name of LEN characters under the test zone.
+pad_name() {
+	local suffix=".$E2E_ZONE" name="" rem
+	rem=$(($1 - ${#suffix}))
+	while [ "$rem" -gt 61 ]; do
+		name+="$(printf '%60s' '' | tr ' ' p)."
+		rem=$((rem - 61))
+	done
+	printf '%s%s%s' "$name" "$(printf '%*s' "$rem" '' | tr ' ' p)" "$suffix"
+}
+PAD_CONN_BEFORE=$(pad_conn "$PROXY_PID")
+PAD_T0=$(date +%s.%N)
+PAD_SENT=()
+for len in "${PAD_LENGTHS[@]}"; do
+	name=$(pad_name "$len")
+	[ ${#name} -eq "$len" ] || echo "pad_name $len gave ${#name} characters" >&2
+	# Without EDNS (dotproxy adds the OPT record) and with it.
+	q "$PAD_PORT" +noedns "$name" A
+	q "$PAD_PORT" +bufsize=1232 "$name" AAAA
+	PAD_SENT+=("$len" "$len")
+done
+PAD_T1=$(date +%s.%N)
+PAD_CONN_AFTER=$(pad_conn "$PROXY_PID")
+e2e_stop "$PROXY_PID"
+e2e_log "${#PAD_SENT[@]} queries on upstream connection from port ${PAD_CONN_BEFORE:-?} (after: ${PAD_CONN_AFTER:-?})"
+e2e_check "padded egress: all the queries used one upstream connection" \
+	test -n "$PAD_CONN_BEFORE" -a "$PAD_CONN_BEFORE" = "$PAD_CONN_AFTER"
+
+# ---------------------------------------------------------------------------
 e2e_section "SIGTERM"
 e2e_sigterm "$MAIN_PID"
 rc=$E2E_RC
@@ -293,6 +340,10 @@ TCPDUMP_PID=
 tcpdump -r "$WORK/lo.pcap" -w "$WORK/dot.pcap" "tcp port $UP_PORT" 2>/dev/null
 tcpdump -r "$WORK/lo.pcap" -w "$WORK/client.pcap" "port $LP" 2>/dev/null
 dot_packets=$(tcpdump -r "$WORK/dot.pcap" -n 2>/dev/null | wc -l)
+e2e_log "tcpdump: $(grep -E 'packets (captured|received|dropped)' "$WORK/tcpdump.log" | paste -sd ';' -)"
+# A packet the kernel dropped could be the one the checks below look for.
+e2e_check "capture complete: tcpdump reports no packet dropped by the kernel" \
+	grep -q '^0 packets dropped by kernel' "$WORK/tcpdump.log"
 e2e_log "$dot_packets packets captured on the DoT side, $(tcpdump -r "$WORK/client.pcap" -n 2>/dev/null | wc -l) on the client side"
 e2e_check "capture control: the test name is readable on the client side" \
 	grep -aq "$E2E_CANARY" "$WORK/client.pcap"
@@ -313,6 +364,70 @@ if command -v tshark >/dev/null; then
 	e2e_check "tshark: DNS travelled as TLS application data" test "$app" -gt 0
 	plain=$(tshark -r "$WORK/dot.pcap" -n -d "tcp.port==$UP_PORT,dns" -Y "dns.qry.name contains \"$E2E_CANARY\"" 2>/dev/null | wc -l)
 	e2e_check "tshark: no DNS message readable on the DoT side" test "$plain" -eq 0
+
+	# Padding: the client-to-upstream application-data records of the
+	# padded proxy's connection while its queries went out. In TLS 1.3
+	# with an AEAD a record is the 2-byte length prefix, the DNS message,
+	# 1 content-type byte and a 16-byte tag, so a message padded to a
+	# multiple of 128 makes a record of 128*k + 19 bytes.
+	# (TLS 1.3 records carry their type, 23, as tls.record.opaque_type;
+	# frames that also hold a plaintext record belong to the handshake.)
+	tshark -r "$WORK/dot.pcap" -n -d "tcp.port==$UP_PORT,tls" \
+		-Y "tcp.srcport == ${PAD_CONN_BEFORE:-0} && tcp.dstport == $UP_PORT && tls.record.opaque_type == 23 && !tls.record.content_type" \
+		-T fields -e frame.time_epoch -e tls.record.length 2>/dev/null |
+		awk -v t0="$PAD_T0" -v t1="$PAD_T1" '$1 >= t0 && $1 <= t1 {
+			n = split($2, lens, ","); for (i = 1; i <= n; i++) print lens[i]
+		}' >"$WORK/padded-records.txt" || true
+	mapfile -t PAD_RECORDS <"$WORK/padded-records.txt"
+	e2e_log "TLS version of the padded connection: $(tshark -r "$WORK/dot.pcap" -n -d "tcp.port==$UP_PORT,tls" \
+		-Y "tcp.dstport == ${PAD_CONN_BEFORE:-0} && tls.handshake.type == 2" -T fields \
+		-e tls.handshake.extensions.supported_version 2>/dev/null | head -n 1)"
+	# padded_blocks: per name length, the record lengths, whether each is
+	# 128*k + 19, and the set of k; passes when every record is in blocks
+	# and at least two name lengths share one set of k.
+	padded_blocks() {
+		local i len rec ok=1 same=0 a b
+		declare -A blocks=() lens=()
+		if [ "${#PAD_RECORDS[@]}" -ne "${#PAD_SENT[@]}" ]; then
+			e2e_log "${#PAD_RECORDS[@]} records for ${#PAD_SENT[@]} queries: ${PAD_RECORDS[*]:-none}"
+			return 1
+		fi
+		for i in "${!PAD_SENT[@]}"; do
+			len=${PAD_SENT[$i]} rec=${PAD_RECORDS[$i]}
+			lens[$len]+=" $rec"
+			if [ $(((rec - 19) % 128)) -ne 0 ]; then
+				ok=0
+			else
+				case " ${blocks[$len]:-} " in
+				*" $(((rec - 19) / 128)) "*) ;;
+				*) blocks[$len]+=" $(((rec - 19) / 128))" ;;
+				esac
+			fi
+		done
+		for len in "${PAD_LENGTHS[@]}"; do
+			e2e_log "name of $len characters: records of${lens[$len]} bytes; 128-byte blocks:${blocks[$len]:- none}"
+		done
+		for len in "${!blocks[@]}"; do # as sets: sorted
+			blocks[$len]=$(tr ' ' '\n' <<<"${blocks[$len]}" | sort -n | paste -sd ' ' -)
+		done
+		for a in "${PAD_LENGTHS[@]}"; do
+			for b in "${PAD_LENGTHS[@]}"; do
+				if [ "$a" -lt "$b" ] && [ -n "${blocks[$a]:-}" ] && [ "${blocks[$a]}" = "${blocks[$b]:-}" ]; then
+					same=1
+				fi
+			done
+		done
+		[ "$ok" = 1 ] && [ "$same" = 1 ]
+	}
+	e2e_check "egress: queries of ${PAD_LENGTHS[*]}-character names leave in 128-byte-block TLS records, two lengths alike" \
+		padded_blocks
+else
+	e2e_check "egress: 128-byte-block TLS records (tshark is not installed)" false
 fi
+# No plain DNS towards the upstream: nothing to or from port 53 on its
+# address during the whole run (the capture includes port 53).
+port53=$(tcpdump -r "$WORK/lo.pcap" -n "port 53 and dst host 127.0.0.1" 2>/dev/null | wc -l)
+e2e_log "$port53 packets to port 53 on 127.0.0.1 in the capture ($(tcpdump -r "$WORK/lo.pcap" -n 2>/dev/null | wc -l) packets in all)"
+e2e_check "egress: no packet on port 53 (UDP or TCP) towards the upstream's address" test "$port53" -eq 0
 
 e2e_summary
