@@ -115,6 +115,10 @@ func compare(q *query, udp bool, id uint16, got, direct []byte) verdict {
 	case direct == nil:
 		return verdict{outcome: differ, reason: "dotproxy answered, the resolver did not", want: want}
 	}
+	if udp && flags(got)&flagTC != 0 && len(direct) <= q.maxUDP() {
+		return verdict{outcome: differ, want: want, reason: fmt.Sprintf(
+			"truncated (TC, %d bytes) although the resolver's answer (%d bytes) fits the client's %d", len(got), len(direct), q.maxUDP())}
+	}
 	return verdict{outcome: differ, reason: firstDifference(got, direct), want: want}
 }
 

@@ -249,7 +249,11 @@ func coverage(qs []query, directs [][]byte) {
 			rcodes["unparsable"]++
 			continue
 		}
-		rcodes[dns.RcodeToString[m.Rcode]]++
+		rcode := dns.RcodeToString[m.Rcode]
+		if m.Rcode == dns.RcodeBadVers && m.IsEdns0() != nil {
+			rcode = "BADVERS" // 16 is BADSIG only in TSIG
+		}
+		rcodes[rcode]++
 		if m.AuthenticatedData {
 			ad++
 		}
