@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -450,5 +451,119 @@ func TestThousandConcurrentClientsShareAFewConnections(t *testing.T) {
 	}
 	if got := srv.Accepted(); got > 4 {
 		t.Fatalf("%d concurrent clients took %d upstream connections; the cap is 4", clients, got)
+	}
+}
+
+func TestBadBootstrapStopsStartup(t *testing.T) {
+	for _, v := range []string{"dns.google", "dns.google:53", "1.1.1.1:99999", "[::1]:x", "9.9.9.9,resolver"} {
+		t.Run(v, func(t *testing.T) {
+			cmd := command(map[string]string{
+				"DOTPROXY_BOOTSTRAP": v,
+				"DOTPROXY_UPSTREAMS": "127.0.0.1:1",
+				"DOTPROXY_LISTEN":    "127.0.0.1:0",
+			})
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			cmd.Run()
+			out := strings.TrimSpace(stderr.String())
+			if code := cmd.ProcessState.ExitCode(); code != 2 {
+				t.Fatalf("exit %d, want 2; stderr: %s", code, out)
+			}
+			want := fmt.Sprintf("dotproxy: DOTPROXY_BOOTSTRAP=%q: ", v)
+			if strings.Count(out, "\n") != 0 || !strings.HasPrefix(out, want) {
+				t.Fatalf("want one line starting %s, got:\n%s", want, out)
+			}
+		})
+	}
+}
+
+// bootstrapServer is a plain-DNS server on loopback (UDP and TCP on one
+// port) that answers A queries for every name with 127.0.0.1, empty
+// otherwise, and records the names it was asked.
+type bootstrapServer struct {
+	addr string
+	mu   sync.Mutex
+	asks []string
+}
+
+func startBootstrapServer(t *testing.T) *bootstrapServer {
+	t.Helper()
+	b := &bootstrapServer{}
+	handler := dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
+		a := new(dns.Msg)
+		a.SetReply(q)
+		if len(q.Question) == 1 {
+			b.mu.Lock()
+			b.asks = append(b.asks, dns.TypeToString[q.Question[0].Qtype]+" "+q.Question[0].Name)
+			b.mu.Unlock()
+			if q.Question[0].Qtype == dns.TypeA {
+				rr, _ := dns.NewRR(q.Question[0].Name + " 60 IN A 127.0.0.1")
+				a.Answer = append(a.Answer, rr)
+			}
+		}
+		w.WriteMsg(a)
+	})
+	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.addr = udp.LocalAddr().String()
+	tcp, err := net.Listen("tcp", b.addr)
+	if err != nil {
+		udp.Close()
+		t.Fatal(err)
+	}
+	servers := []*dns.Server{
+		{PacketConn: udp, Handler: handler},
+		{Listener: tcp, Handler: handler},
+	}
+	for _, s := range servers {
+		started := make(chan struct{})
+		s.NotifyStartedFunc = func() { close(started) }
+		go s.ActivateAndServe()
+		<-started
+	}
+	t.Cleanup(func() {
+		for _, s := range servers {
+			s.Shutdown()
+		}
+	})
+	return b
+}
+
+func (b *bootstrapServer) asked() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.asks...)
+}
+
+// An upstream named by host name is resolved through DOTPROXY_BOOTSTRAP
+// alone: the name exists nowhere else (.test is reserved), so an answer
+// through it proves the system resolver was not asked.
+func TestBootstrapResolvesUpstreamNames(t *testing.T) {
+	boot := startBootstrapServer(t)
+	srv := dottest.Start(t, dottest.Options{})
+	env := upstreamEnv(t, srv)
+	_, port, _ := net.SplitHostPort(srv.Addr)
+	env["DOTPROXY_UPSTREAMS"] = "dot.bootstrap.test:" + port + "#dns.test"
+	// An unreachable first server: lookups must move on to the next one.
+	env["DOTPROXY_BOOTSTRAP"] = "127.0.0.1:1," + boot.addr
+	p := startProxy(t, env)
+	for i, network := range []string{"udp", "tcp", "udp"} {
+		if a := ask(t, network, p.addr, fmt.Sprintf("b%d.example", i), dns.TypeA); a.Rcode != dns.RcodeSuccess {
+			t.Fatalf("query %d over %s: %s", i, network, dns.RcodeToString[a.Rcode])
+		}
+	}
+	found := false
+	for _, q := range boot.asked() {
+		if q == "A dot.bootstrap.test." {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("the bootstrap server was not asked for the upstream's name; it saw %q", boot.asked())
+	}
+	if srv.Queries() < 3 {
+		t.Fatalf("upstream saw %d queries, want at least 3", srv.Queries())
 	}
 }

@@ -105,6 +105,7 @@ func (c *config) upstreamConfig(spec upstream.Spec, roots *x509.CertPool, obs up
 		ServerName:       spec.ServerName,
 		RootCAs:          roots,
 		Pins:             c.TLS.Pins,
+		Resolver:         c.Bootstrap.resolver(),
 		MaxConns:         c.Upstream.MaxConns,
 		WarmConns:        c.Upstream.WarmConns,
 		MaxInFlight:      c.Upstream.MaxInflight,

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"log/slog"
+	"net"
 	"time"
 )
 
@@ -30,6 +31,9 @@ type Config struct {
 	// Pins, when not empty, are SHA-256 digests of SubjectPublicKeyInfo;
 	// the verified chain must contain a certificate matching one of them.
 	Pins [][sha256.Size]byte
+	// Resolver looks up Addr's host name at each new connection; nil means
+	// the system resolver (DOTPROXY_BOOTSTRAP sets one of its own).
+	Resolver *net.Resolver
 
 	// MaxConns caps the connections open or being opened. Zero means
 	// DefaultMaxConns.

@@ -77,6 +77,7 @@ func New(cfg Config) (*Pool, error) {
 		dialer: net.Dialer{
 			Timeout:   cfg.ConnectTimeout,
 			KeepAlive: 30 * time.Second,
+			Resolver:  cfg.Resolver,
 		},
 	}
 	if cfg.FastOpen {
