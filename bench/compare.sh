@@ -21,6 +21,14 @@
 #   - upstream TCP connections at peak (ss, sampled during the throughput run)
 #   - RSS of the proxy: idle after start, after a warm-up, at the end, and its
 #     high-water mark
+#   - CPU seconds per 1,000 queries of the forwarder, at saturation (the
+#     throughput run) and at RATE (the latency run): utime+stime of all its
+#     threads and child processes (/proc/PID/stat) read right before and
+#     right after the dnsperf run, over the queries dnsperf completed, x1000
+#   - added p50 and p99: the forwarder's minus its paired baseline's
+#   - QPS / dnsdist: its qps over the forwarder dnsdist's in the same run,
+#     and (in brackets) the same with each first divided by its own paired
+#     baseline, which takes out the machine's drift between the two
 #
 # Every query name is unique (uNNNNNNN.bench.test, NAMES of them), so no cache
 # helps. Traffic goes only to 127.0.0.1 on high ports; every load run is
@@ -46,6 +54,17 @@
 #   INSTALL=1        apt-get install missing Debian packages (0: skip them)
 #   OUT=dir          where logs and results.md go (default: a new /tmp dir)
 #   DOTPROXY_BIN=path  use this binary instead of building the work tree
+#   DOTPROXY_BEFORE_BIN=path  an older dotproxy, run as the target
+#                    "dotproxy-before" exactly like "dotproxy" (defaults, no
+#                    sweep), right after it unless TARGETS places it;
+#                    DOTPROXY_BEFORE_REV=label names it in the report
+#   RUNS=1           the whole series of TARGETS this many times in a row
+#                    (one build, one upstream); results.md has every run's
+#                    table and a summary of issue 9's targets across runs
+#
+# Three runs, old and new dotproxy against dnsdist, ~12 min on 2 cores:
+#   RUNS=3 SWEEP= TARGETS="baseline dotproxy dotproxy-before dnsdist" \
+#     DOTPROXY_BEFORE_BIN=/path/to/old/dotproxy bench/compare.sh
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -54,6 +73,8 @@ repo=$(cd "$here/.." && pwd)
 export E2E_ROOT=$repo
 # shellcheck source=e2e/lib.sh
 . "$repo/e2e/lib.sh"
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 
 DURATION=${DURATION:-15}
 ROUNDS=${ROUNDS:-1}
@@ -68,6 +89,16 @@ SWEEP=${SWEEP-conns=1 DOTPROXY_UPSTREAM_MAX_CONNS=1;conns=2 DOTPROXY_UPSTREAM_MA
 QUIET_WAIT=${QUIET_WAIT:-60}
 QUIET_BUSY=${QUIET_BUSY:-25}
 INSTALL=${INSTALL:-1}
+RUNS=${RUNS:-1}
+DOTPROXY_BEFORE_BIN=${DOTPROXY_BEFORE_BIN:-}
+DOTPROXY_BEFORE_REV=${DOTPROXY_BEFORE_REV:-${DOTPROXY_BEFORE_BIN:+$(basename "$DOTPROXY_BEFORE_BIN")}}
+if [ -n "$DOTPROXY_BEFORE_BIN" ] && [[ " $TARGETS " != *" dotproxy-before "* ]]; then
+	if [[ " $TARGETS " == *" dotproxy "* ]]; then
+		TARGETS=$(sed -E 's/(^| )dotproxy( |$)/\1dotproxy dotproxy-before\2/' <<<"$TARGETS")
+	else
+		TARGETS+=" dotproxy-before"
+	fi
+fi
 OUT=${OUT:-$(mktemp -d /tmp/dotproxy-bench.XXXXXX)}
 mkdir -p "$OUT"
 W=$(mktemp -d /tmp/dotproxy-bench-work.XXXXXX)
@@ -123,13 +154,8 @@ quiet() {
 	echo "$busy"
 }
 
-# cpu_ticks PID: user+system CPU time of PID so far, in clock ticks.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-HZ=$(getconf CLK_TCK)
-
-rss_kb() { awk '/^VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-hwm_kb() { awk '/^VmHWM/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-mib() { awk -v k="$1" 'BEGIN{printf "%.1f", k/1024}'; }
+# cpu_ticks (PID and its children, all threads), cpu_per_1k, rss_kb,
+# hwm_kb, mib: bench/lib.sh.
 
 # ---------------------------------------------------------------- setup
 
@@ -170,26 +196,18 @@ cp "$W/server.key" "$W/srv.key"
 awk -v n="$NAMES" 'BEGIN{for(i=0;i<n;i++) printf "u%07d.bench.test A\n", i}' >"$W/q.txt"
 echo "ready.bench.test A" >"$W/one.txt"
 
-if [ -n "${DOTPROXY_BIN:-}" ]; then
-	cp "$DOTPROXY_BIN" "$W/dotproxy"
-else
-	(cd "$repo" && go build -o "$W/dotproxy" .)
+bench_dotproxy "$repo" "$W/dotproxy"
+dp_rev=$BENCH_DP_REV
+if [ -n "$DOTPROXY_BEFORE_BIN" ]; then
+	cp "$DOTPROXY_BEFORE_BIN" "$W/dotproxy-before"
 fi
-dp_rev=$(cd "$repo" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
 # ---------------------------------------------------------------- upstream
 
 UP_PORT=$(free_port)
 UP_PLAIN=$(free_port) # dnsdist always wants a plain listener; unused
-cat >"$W/upstream.conf" <<EOF
-setSecurityPollSuffix('')
-setLocal('127.0.0.1:$UP_PLAIN')
-addTLSLocal('127.0.0.1:$UP_PORT', '$W/srv.pem', '$W/srv.key', {provider='openssl'})
-addAction(AllRule(), SpoofAction({'192.0.2.1'}))
-EOF
-dnsdist --supervised --disable-syslog -C "$W/upstream.conf" >"$OUT/upstream.log" 2>&1 &
-up_pid=$!
-track "$up_pid"
+bench_dnsdist_upstream "$W" "$UP_PORT" "$UP_PLAIN" "$OUT/upstream.log"
+up_pid=$BENCH_UP_PID
 
 # ready MODE PORT: wait up to 10 s until one query is answered.
 ready() {
@@ -219,6 +237,18 @@ start_dotproxy() {
 		DOTPROXY_LISTEN="127.0.0.1:$port" \
 		DOTPROXY_LOG_LEVEL=warn \
 		"$@" "$W/dotproxy" >"$logf" 2>&1 &
+	echo $!
+}
+
+# The older binary (DOTPROXY_BEFORE_BIN), started exactly as the current one.
+start_dotproxy_before() {
+	local port=$1 logf=$2
+	shift 2
+	env DOTPROXY_UPSTREAMS="127.0.0.1:$UP_PORT#dns.test" \
+		DOTPROXY_TLS_CA_FILE="$W/ca.pem" \
+		DOTPROXY_LISTEN="127.0.0.1:$port" \
+		DOTPROXY_LOG_LEVEL=warn \
+		"$@" "$W/dotproxy-before" >"$logf" 2>&1 &
 	echo $!
 }
 
@@ -323,6 +353,7 @@ EOF
 
 installed() {
 	case $1 in
+	dotproxy-before) [ -x "$W/dotproxy-before" ] ;;
 	dotproxy* | dnsdist) return 0 ;;
 	unbound) command -v unbound >/dev/null ;;
 	kresd) command -v kresd >/dev/null ;;
@@ -333,35 +364,38 @@ installed() {
 
 # ---------------------------------------------------------------- measuring
 
+# completed FILE: "Queries completed" from a dnsperf output.
+completed() { awk '/Queries completed/{print $3; exit}' "$1"; }
+
 # throughput LABEL MODE PORT Q [PID]: best qps of ROUNDS runs; sets qps,
-# lost, conns, and cpu_us: CPU microseconds PID (the proxy) spent per
-# answered query in the best run, up_us the same for the upstream.
+# lost, conns, and, for the best run, cpu_sat: CPU s per 1k completed
+# queries of PID (the proxy), up_sat the same for the upstream.
 throughput() {
 	local label=$1 mode=$2 port=$3 q=$4 pid=${5:-} r f sampler s best=0 bestlost="" maxc=0
-	local t0 t1 u0 u1 n
-	cpu_us=- up_us=-
+	local t0=0 t1=0 u0 u1 n c okp
+	cpu_sat=- up_sat=-
 	for ((r = 1; r <= ROUNDS; r++)); do
-		f="$OUT/$label.max.$r.txt"
-		[ -n "$pid" ] && t0=$(cpu_ticks "$pid")
-		u0=$(cpu_ticks "$up_pid")
+		f="$OUT/$rp$label.max.$r.txt"
 		(
 			m=0
 			end=$((SECONDS + DURATION + 3))
 			while ((SECONDS < end)); do
-				n=$(ss -Htn state established dport = :"$UP_PORT" | wc -l)
+				n=$(bench_conns "$UP_PORT")
 				((n > m)) && m=$n
 				echo "$m" >"$W/conns"
 				sleep 0.5
 			done
 		) &
 		sampler=$!
+		[ -n "$pid" ] && t0=$(cpu_ticks "$pid")
+		u0=$(cpu_ticks "$up_pid")
 		dnsperf -m "$mode" -s 127.0.0.1 -p "$port" -d "$W/q.txt" -l "$DURATION" \
 			-c "$CLIENTS" -q "$q" -t 2 >"$f" 2>&1 || true
-		kill "$sampler" 2>/dev/null || true
-		wait "$sampler" 2>/dev/null || true
 		[ -n "$pid" ] && t1=$(cpu_ticks "$pid")
 		u1=$(cpu_ticks "$up_pid")
-		n=$(awk '/Response codes/{for (i=3;i<=NF;i++) if ($i=="NOERROR" || $i=="NOERROR,") print $(i+1)}' "$f")
+		kill "$sampler" 2>/dev/null || true
+		wait "$sampler" 2>/dev/null || true
+		n=$(completed "$f")
 		# Count only NOERROR answers: a proxy that fails fast is not fast.
 		s=$(awk '/Run time/{t=$4} /Response codes/{for (i=3;i<=NF;i++) if ($i=="NOERROR" || $i=="NOERROR,") n=$(i+1)}
 			/Queries sent/{sent=$3}
@@ -372,21 +406,24 @@ throughput() {
 		if ((s > best)); then
 			best=$s
 			bestlost=$okp
-			if [ -n "$pid" ] && [ "${n:-0}" -gt 0 ]; then
-				cpu_us=$(awk -v d=$((t1 - t0)) -v n="$n" -v hz="$HZ" 'BEGIN{printf "%.1f", d/hz*1e6/n}')
-			fi
-			[ "${n:-0}" -gt 0 ] && up_us=$(awk -v d=$((u1 - u0)) -v n="$n" -v hz="$HZ" 'BEGIN{printf "%.1f", d/hz*1e6/n}')
+			[ -n "$pid" ] && cpu_sat=$(cpu_per_1k $((t1 - t0)) "${n:-0}")
+			up_sat=$(cpu_per_1k $((u1 - u0)) "${n:-0}")
 		fi
 		log "  $label throughput run $r: $s qps, upstream conns <= $c"
 	done
 	qps=$best lost=${bestlost:-?} conns=$maxc
 }
 
-# latency LABEL MODE PORT: fixed RATE for LAT_DURATION; sets p50 p99 (ms).
+# latency LABEL MODE PORT [PID]: fixed RATE for LAT_DURATION; sets p50 p99
+# (ms) and cpu_lat, CPU s per 1k completed queries of PID.
 latency() {
-	local label=$1 mode=$2 port=$3 f="$OUT/$1.lat.txt"
+	local label=$1 mode=$2 port=$3 pid=${4:-} f="$OUT/$rp$1.lat.txt" t0=0 t1=0
+	cpu_lat=-
+	[ -n "$pid" ] && t0=$(cpu_ticks "$pid")
 	dnsperf -m "$mode" -s 127.0.0.1 -p "$port" -d "$W/q.txt" -l "$LAT_DURATION" \
 		-c 1 -q 1000 -Q "$RATE" -t 2 -v >"$f" 2>&1 || true
+	[ -n "$pid" ] && t1=$(cpu_ticks "$pid")
+	[ -n "$pid" ] && cpu_lat=$(cpu_per_1k $((t1 - t0)) "$(completed "$f")")
 	read -r p50 p99 <<<"$(awk '/^> /{print $NF}' "$f" | sort -n | awk '
 		{v[NR]=$1} END{ if (NR==0) {print "nan nan"; exit}
 		i=int(NR*0.50); if (i<NR*0.50) i++; if (i<1) i=1
@@ -396,11 +433,15 @@ latency() {
 	grep -v '^> ' "$f" >"$f.tmp" && mv "$f.tmp" "$f"
 }
 
-results=()
-base_qps=""
-skipped=()
+# diff_ms A B: A-B with a sign, or "-".
+diff_ms() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a != "nan" && b != "nan" && a != "" && b != "") printf "%+.3f", a-b; else print "-" }'; }
 
-# row LABEL what...: appends a result line (tab-separated) for the table.
+# Rows of one run, tab-separated, in this order (results.tsv has a header):
+# label qps ratio pair_qps p50 p99 add50 add99 pair50 pair99 cpu_sat cpu_lat
+# conns rss_idle rss_warm rss_end rss_peak up_sat noerror busy
+TSV_HEAD="label	qps	ratio	pair_qps	p50	p99	add50	add99	pair50	pair99	cpu_sat_s_per_1k	cpu_rate_s_per_1k	conns	rss_idle_mib	rss_warm_mib	rss_end_mib	rss_peak_mib	upstream_cpu_sat_s_per_1k	noerror_pct	other_load_pct"
+results=()
+skipped=()
 row() { results+=("$(printf '%s\t' "$@")"); }
 
 run_baseline() {
@@ -412,26 +453,26 @@ run_baseline() {
 	throughput baseline dot "$UP_PORT" "$BASE_OUTSTANDING"
 	latency baseline dot "$UP_PORT"
 	base_qps=$qps
-	row "baseline (dnsperf DoT direct)" "$qps" "1.00" "$p50" "$p99" "-" "$conns" "-" "-" "-" "$up_us" "$lost" "$busy"
+	row baseline "$qps" 1.00 - "$p50" "$p99" - - - - - - "$conns" - - - - "$up_sat" "$lost" "$busy"
 	log "  baseline: $qps qps, p50 $p50 ms, p99 $p99 ms at $RATE qps"
 }
 
 # run_proxy LABEL KIND [ENV=VAL...]
 run_proxy() {
-	local label=$1 kind=$2 port pid busy rss0 rss1 rss2 hwm ratio added
+	local label=$1 kind=$2 port pid busy rss0 rss1 rss2 hwm ratio add50 add99 pair_qps pair50 pair99 c_sat
 	shift 2
 	if ! installed "$kind"; then
-		skipped+=("$kind")
+		[[ " ${skipped[*]} " == *" $kind "* ]] || skipped+=("$kind")
 		log "$label: not installed, skipped"
 		return 0
 	fi
 	port=$(free_port)
-	pid=$("start_${kind%%:*}" "$port" "$OUT/$label.log" "$@")
+	pid=$("start_${kind//-/_}" "$port" "$OUT/$rp$label.log" "$@")
 	track "$pid"
 	if ! ready udp "$port"; then
-		log "$label did not answer; see $OUT/$label.log"
+		log "$label did not answer; see $OUT/$rp$label.log"
 		stop "$pid"
-		row "$label" "failed" "-" "-" "-" "-" "-" "-" "-" "-" "-" "-" "-"
+		row "$label" failed - - - - - - - - - - - - - - - - - -
 		return 0
 	fi
 	rss0=$(rss_kb "$pid")
@@ -442,59 +483,143 @@ run_proxy() {
 	throughput "$label.base" dot "$UP_PORT" "$BASE_OUTSTANDING"
 	pair_qps=$qps
 	throughput "$label" udp "$port" "$OUTSTANDING" "$pid"
+	c_sat=$cpu_sat
 	latency "$label.base" dot "$UP_PORT"
-	pair_p50=$p50
-	latency "$label" udp "$port"
+	pair50=$p50 pair99=$p99
+	latency "$label" udp "$port" "$pid"
 	rss2=$(rss_kb "$pid")
 	hwm=$(hwm_kb "$pid")
 	stop "$pid"
 	ratio=$(awk -v a="$qps" -v b="$pair_qps" 'BEGIN{ if (b > 0) printf "%.2f", a/b; else print "-" }')
-	added=$(awk -v a="$p50" -v b="$pair_p50" 'BEGIN{ if (b != "nan") printf "%+.3f", a-b; else print "-" }')
-	row "$label" "$qps" "$ratio ($pair_qps)" "$p50" "$p99" "$added ($pair_p50)" "$conns" \
-		"$(mib "$rss0") / $(mib "$rss1") / $(mib "$rss2")" "$(mib "$hwm")" "$cpu_us" "$up_us" "$lost" "$busy"
-	log "  $label: $qps qps (${ratio}x), p50 $p50 ms ($added over $pair_p50), p99 $p99 ms, conns $conns, RSS $(mib "$rss0")/$(mib "$rss1")/$(mib "$rss2") MiB"
+	add50=$(diff_ms "$p50" "$pair50")
+	add99=$(diff_ms "$p99" "$pair99")
+	row "$label" "$qps" "$ratio" "$pair_qps" "$p50" "$p99" "$add50" "$add99" "$pair50" "$pair99" \
+		"$c_sat" "$cpu_lat" "$conns" "$(mib "$rss0")" "$(mib "$rss1")" "$(mib "$rss2")" "$(mib "$hwm")" \
+		"$up_sat" "$lost" "$busy"
+	log "  $label: $qps qps (${ratio}x), added p50 $add50 / p99 $add99 ms at $RATE qps, CPU s/1k $c_sat / $cpu_lat, conns $conns, RSS $(mib "$rss2") MiB"
+}
+
+# report_run N: results.N.md and results.N.tsv of run N (the rows so far).
+report_run() {
+	local n=$1 tsv="$OUT/results.$1.tsv"
+	{
+		echo "$TSV_HEAD"
+		printf '%s\n' "${results[@]}" | sed 's/\t$//'
+	} >"$tsv"
+	{
+		echo "### Run $n of $RUNS, $run_start"
+		echo
+		echo "| target | QPS | QPS / baseline (paired baseline) | QPS / dnsdist (paired) | added p50 / p99 ms @$RATE (paired baseline p50 / p99) | p50 / p99 ms @$RATE | CPU s/1k, saturation / @$RATE | upstream conns | RSS MiB idle / warm / end (peak) | upstream CPU s/1k, saturation | NOERROR % of sent | other load % |"
+		echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+		awk -F'\t' 'NR == 1 { next }
+			$1 == "dnsdist" && $2 != "failed" { dq = $2; dr = $3 }
+			{ l[NR] = $0 }
+			END {
+				for (i = 2; i <= NR; i++) {
+					split(l[i], f, "\t")
+					vs = "-"
+					if (dq > 0 && f[2] != "failed" && f[1] !~ /^baseline/)
+						vs = sprintf("%.2f (%.2f)", f[2] / dq, (dr > 0 && f[3] != "-" ? f[3] / dr : 0))
+					if (f[1] ~ /^baseline/) {
+						printf "| %s | %s | %s | - | - | %s / %s | - | %s | - | %s | %s | %s |\n", f[1], f[2], f[3], f[5], f[6], f[13], f[18], f[19], f[20]
+					} else if (f[2] == "failed") {
+						printf "| %s | failed | | | | | | | | | | |\n", f[1]
+					} else {
+						printf "| %s | %s | %s (%s) | %s | %s / %s (%s / %s) | %s / %s | %s / %s | %s | %s / %s / %s (%s) | %s | %s | %s |\n",
+							f[1], f[2], f[3], f[4], vs, f[7], f[8], f[9], f[10], f[5], f[6], f[11], f[12], f[13],
+							f[14], f[15], f[16], f[17], f[18], f[19], f[20]
+					}
+				}
+			}' "$tsv"
+	} >"$OUT/results.$n.md"
 }
 
 start_time=$(date -u +%FT%TZ)
-for t in $TARGETS; do
-	case $t in
-	baseline) run_baseline ;;
-	dotproxy)
-		run_proxy dotproxy dotproxy
-		if [ -n "$SWEEP" ]; then
-			IFS=';' read -ra variants <<<"$SWEEP"
-			for v in "${variants[@]}"; do
-				read -ra words <<<"$v"
-				run_proxy "dotproxy ${words[0]}" dotproxy "${words[@]:1}"
-			done
-		fi
-		;;
-	*) run_proxy "$t" "$t" ;;
-	esac
+for ((run = 1; run <= RUNS; run++)); do
+	results=()
+	rp=""
+	((RUNS > 1)) && rp="r$run."
+	run_start=$(date -u +%FT%TZ)
+	((RUNS > 1)) && log "run $run of $RUNS"
+	for t in $TARGETS; do
+		case $t in
+		baseline) run_baseline ;;
+		dotproxy)
+			run_proxy dotproxy dotproxy
+			if [ -n "$SWEEP" ]; then
+				IFS=';' read -ra variants <<<"$SWEEP"
+				for v in "${variants[@]}"; do
+					read -ra words <<<"$v"
+					run_proxy "dotproxy ${words[0]}" dotproxy "${words[@]:1}"
+				done
+			fi
+			;;
+		*) run_proxy "$t" "$t" ;;
+		esac
+	done
+	# The baseline again at the end: how much the machine drifted during the run.
+	if [[ " $TARGETS " == *" baseline "* ]]; then
+		first_base=$base_qps
+		busy=$(quiet)
+		throughput baseline-end dot "$UP_PORT" "$BASE_OUTSTANDING"
+		row "baseline again, at the end" "$qps" \
+			"$(awk -v a="$qps" -v b="$first_base" 'BEGIN{printf "%.2f", (b > 0 ? a/b : 0)}')" \
+			- - - - - - - - - "$conns" - - - - "$up_sat" "$lost" "$busy"
+	fi
+	report_run "$run"
 done
-# The baseline again at the end: how much the machine drifted during the run.
-if [[ " $TARGETS " == *" baseline "* ]]; then
-	first_base=$base_qps
-	busy=$(quiet)
-	throughput baseline-end dot "$UP_PORT" "$BASE_OUTSTANDING"
-	row "baseline again, at the end" "$qps" \
-		"$(awk -v a="$qps" -v b="$first_base" 'BEGIN{printf "%.2f", (b > 0 ? a/b : 0)}')" \
-		"-" "-" "-" "$conns" "-" "-" "-" "$up_us" "$lost" "$busy"
-fi
 
 # ---------------------------------------------------------------- report
+
+# The targets of issue 9 for dotproxy (and dotproxy-before), run by run.
+summary() {
+	echo "### Issue 9 targets, run by run"
+	echo
+	echo "| run | target | QPS / dnsdist (paired) | ≥ 1.15 | CPU s/1k @$RATE (dnsdist's) | ≤ dnsdist | added p50 / p99 ms | ≤ +0.03 / +0.10 | upstream conns | ≤ 4 | RSS end / peak MiB |"
+	echo "|--:|---|--:|:-:|--:|:-:|--:|:-:|--:|:-:|--:|"
+	for ((run = 1; run <= RUNS; run++)); do
+		awk -F'\t' -v run="$run" 'NR == 1 { next }
+			$1 == "dnsdist" && $2 != "failed" { dq = $2; dr = $3; dc = $12 }
+			$1 ~ /^dotproxy/ && $2 != "failed" { n++; l[n] = $0 }
+			function yn(b) { return b ? "yes" : "**no**" }
+			END {
+				for (i = 1; i <= n; i++) {
+					split(l[i], f, "\t")
+					if (dq > 0) { v = f[2] / dq; vp = (dr > 0 ? f[3] / dr : 0); vs = sprintf("%.2f (%.2f)", v, vp); ok = yn(v >= 1.15) }
+					else { vs = "no dnsdist"; ok = "-" }
+					cs = (dc != "" && dc != "-") ? sprintf("%s (%s)", f[12], dc) : f[12]
+					cok = (dc != "" && dc != "-" && f[12] != "-") ? yn(f[12] + 0 <= dc + 0) : "-"
+					lok = (f[7] != "-" && f[8] != "-") ? yn(f[7] + 0 <= 0.03 && f[8] + 0 <= 0.10) : "-"
+					printf "| %d | %s | %s | %s | %s | %s | %s / %s | %s | %s | %s | %s / %s |\n",
+						run, f[1], vs, ok, cs, cok, f[7], f[8], lok, f[13], yn(f[13] + 0 <= 4), f[16], f[17]
+				}
+			}' "$OUT/results.$run.tsv"
+	done
+	echo
+	# One line per dotproxy target: its QPS / dnsdist in each run.
+	for ((run = 1; run <= RUNS; run++)); do
+		awk -F'\t' -v run="$run" 'NR == 1 { next }
+			$1 == "dnsdist" && $2 != "failed" { dq = $2 }
+			$1 ~ /^dotproxy/ { n++; lab[n] = $1; q[n] = $2 }
+			END { for (i = 1; i <= n; i++) printf "%s\t%d\t%s\n", lab[i], run, (dq > 0 && q[i] != "failed" ? sprintf("%.2f", q[i] / dq) : "-") }' "$OUT/results.$run.tsv"
+	done | awk -F'\t' '{ if (!($1 in v)) order[++n] = $1; v[$1] = v[$1] " " $3 }
+		END { for (i = 1; i <= n; i++) printf "- %s, QPS / dnsdist by run:%s\n", order[i], v[order[i]] }'
+	echo
+	echo "QPS / dnsdist: dotproxy's NOERROR qps over dnsdist's in the same run; in brackets each first divided by its own paired baseline. RSS ≤ 25 MiB and flat, and sparse traffic, are measured by bench/soak.sh and bench/sparse.sh."
+}
 
 {
 	echo "# dotproxy side-by-side, $start_time"
 	echo
-	echo "dotproxy $dp_rev; $(dnsdist --version 2>/dev/null | head -1); $(dnsperf -h 2>&1 | grep -m1 Version)"
+	echo "dotproxy $dp_rev (\`git rev-parse --short HEAD\`: $(cd "$repo" && git rev-parse --short HEAD 2>/dev/null || echo unknown))${DOTPROXY_BEFORE_BIN:+; dotproxy-before: $DOTPROXY_BEFORE_REV}; $(dnsdist --version 2>/dev/null | head -1); $(dnsperf -h 2>&1 | grep -m1 Version)"
 	echo "$(nproc) CPUs; kernel $(uname -r); DURATION=${DURATION}s x ROUNDS=$ROUNDS (best), RATE=$RATE qps for ${LAT_DURATION}s,"
-	echo "CLIENTS=$CLIENTS, OUTSTANDING=$OUTSTANDING (baseline $BASE_OUTSTANDING), NAMES=$NAMES"
+	echo "CLIENTS=$CLIENTS, OUTSTANDING=$OUTSTANDING (baseline $BASE_OUTSTANDING), NAMES=$NAMES, RUNS=$RUNS; TARGETS=\"$TARGETS\""
 	echo
-	echo "| target | qps | × baseline (paired baseline qps) | p50 ms @$RATE | p99 ms @$RATE | added p50 ms (paired baseline p50) | upstream conns | RSS MiB idle / warm / end | peak RSS MiB | proxy CPU µs/q | upstream CPU µs/q | NOERROR % of sent | other load % |"
-	echo "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"
-	printf '%s\n' "${results[@]}" | awk -F'\t' '{
-		printf "|"; for (i = 1; i <= NF; i++) if (i < NF || $i != "") printf " %s |", $i; print "" }'
+	for ((run = 1; run <= RUNS; run++)); do
+		cat "$OUT/results.$run.md"
+		echo
+	done
+	summary
 	if ((${#skipped[@]})); then
 		echo
 		echo "Not installed, skipped: ${skipped[*]}"
