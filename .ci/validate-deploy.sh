@@ -59,6 +59,34 @@ compose_wiring() {
 		grep -q 'deploy/grafana/dotproxy.json' <<<"$cfg"
 }
 check "compose wires statsd, health check, restart policy and the dashboard" compose_wiring
+# The CI override (deploy/compose/ci.yml, run for real by e2e/compose.sh):
+# it merges, names the upstreams by host name, and leaves Grafana out.
+ci_env=(CI_DIR=/nonexistent CI_SUBNET=10.250.0.0/24 CI_IP_RANGE=10.250.0.0/25
+	CI_UPSTREAM1_IP=10.250.0.201 CI_UPSTREAM2_IP=10.250.0.202 DOTPROXY_TAG=ci)
+compose_ci() {
+	env "${ci_env[@]}" "${COMPOSE[@]}" -f docker-compose.yml -f deploy/compose/ci.yml --project-directory "$ROOT" "$@"
+}
+compose_ci_merges() {
+	local cfg
+	cfg=$(compose_ci config) || return 1
+	[ "$(compose_ci config --services | sort | tr '\n' ' ')" = "dotproxy grafana graphite upstream1 upstream2 " ] &&
+		grep -q 'DOTPROXY_UPSTREAMS: upstream1:853,upstream2:853' <<<"$cfg" &&
+		grep -q 'image: dotproxy-test/statsd:bookworm' <<<"$cfg" &&
+		grep -q 'ipv4_address: 10.250.0.201' <<<"$cfg" &&
+		"$PY" -c 'import sys, yaml; c = yaml.safe_load(sys.stdin); sys.exit(c["services"]["grafana"].get("profiles") != ["grafana"])' <<<"$cfg"
+}
+check "compose: docker-compose.yml + deploy/compose/ci.yml merge as e2e/compose.sh runs them" compose_ci_merges
+compose_ci_needs_env() { ! "${COMPOSE[@]}" -f docker-compose.yml -f deploy/compose/ci.yml config -q >/dev/null 2>&1; }
+check "compose: the CI override refuses to run without its CI_* settings" compose_ci_needs_env
+# Third-party images: only tags their own documentation names (none can be
+# pulled here to confirm them; the compose file says so).
+third_party_tags() {
+	local refs
+	refs=$(grep -rhoE '(image:|"image":) *"?[a-z0-9./-]+:[A-Za-z0-9._-]+' docker-compose.yml deploy | sed -E 's/.*(image:|"image":) *"?//' | grep -v -e '^ghcr.io/dotproxy/' -e '^dotproxy-test/' | sort -u | tr '\n' ' ')
+	e2e_log "third-party images named: $refs"
+	[ "$refs" = "gcr.io/datadoghq/agent:7 grafana/grafana:11.3.0 graphiteapp/graphite-statsd:1.1.10-5 public.ecr.aws/datadog/agent:7 " ]
+}
+check "compose/ECS/Nomad name only the reviewed third-party tags" third_party_tags
 sed 's/^    restart: unless-stopped/    restart_policy_typo: unless-stopped/' docker-compose.yml >"$TMP/bad-compose.yml"
 check "compose config rejects a broken copy" fails compose_config "$TMP/bad-compose.yml"
 yaml_parses() { "$PY" -c 'import sys, yaml; [yaml.safe_load(open(f)) for f in sys.argv[1:]]' "$@"; }
@@ -201,6 +229,10 @@ dockerfile_requirements() {
 		grep -q 'org.opencontainers.image.source' "$f"
 }
 check "Dockerfile: multi-stage, static, scratch, non-root, 53, health check, labels" dockerfile_requirements
+# A `# syntax=` line makes BuildKit pull a frontend image: the build would
+# fail where no registry is reachable (CI here); the built-in one reads it all.
+no_syntax_line() { ! grep -Eiq '^#[[:space:]]*syntax[[:space:]]*=' Dockerfile; }
+check "Dockerfile: no '# syntax=' line (builds with no registry)" no_syntax_line
 dockerignore_keeps_sources() { ! grep -Eq '^(\*\.go|go\.(mod|sum))$' .dockerignore; }
 check ".dockerignore keeps go.mod, go.sum and the sources" dockerignore_keeps_sources
 if apt-cache policy hadolint 2>/dev/null | grep -q 'Candidate: [0-9]'; then
