@@ -140,6 +140,11 @@ images_golang() {
 		return 1
 	}
 	tag=golang:$ver
+	# A real golang image (pulled, e.g. on GitHub) is used as it is.
+	if images_have "$tag" &&
+		[ -z "$(docker image inspect --format '{{index .Config.Labels "org.dotproxy.test.made-by"}}' "$tag")" ]; then
+		return 0
+	fi
 	gov=$(go env GOVERSION)
 	case $gov in
 	go"$ver" | go"$ver".*) ;;
@@ -149,8 +154,7 @@ images_golang() {
 		;;
 	esac
 	if images_have "$tag"; then
-		if [ "$(docker image inspect --format '{{index .Config.Labels "org.dotproxy.test.go"}}' "$tag")" = "$gov" ] ||
-			[ -z "$(docker image inspect --format '{{index .Config.Labels "org.dotproxy.test.made-by"}}' "$tag")" ]; then
+		if [ "$(docker image inspect --format '{{index .Config.Labels "org.dotproxy.test.go"}}' "$tag")" = "$gov" ]; then
 			return 0
 		fi
 		images_log "$tag was made with another Go; remaking it with $gov"
