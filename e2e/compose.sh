@@ -144,6 +144,7 @@ both_upstreams() {
 e2e_check "both upstreams (named upstream1:853, upstream2:853) answer" both_upstreams
 e2e_check "dotproxy turns healthy (compose health check)" dk_wait_healthy "$DP" 90
 figure "compose up to healthy: $(awk -v a="$UP_START" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}') s"
+"${COMPOSE[@]}" ps 2>/dev/null | sed 's/^/    ps: /' || true
 
 metrics_arrive() {
 	local end=$((SECONDS + 20)) logs
@@ -291,7 +292,7 @@ new_address_used() {
 		if [ "$(who)" = upstream1 ]; then
 			figure "re-resolution: the recreated upstream1 answered $(($(now_ms) - RECREATE_MS)) ms after compose up"
 			# Its own log: the queries came from dotproxy, to the new address.
-			docker logs "$(cname upstream1)" 2>&1 | grep -q "info: $dp_ip who.$E2E_ZONE. TXT IN"
+			dk_log_has "$(cname upstream1)" "info: $dp_ip who\.$E2E_ZONE\. TXT IN"
 			return
 		fi
 		sleep 0.1
@@ -359,7 +360,7 @@ bootstrap_answers() {
 }
 e2e_check "with DOTPROXY_BOOTSTRAP=$UP1_NOW (plain DNS) it answers, through upstream2" bootstrap_answers
 bootstrap_asked() {
-	docker logs "$(cname upstream1)" 2>&1 | grep -q "info: $(dk_ip "$BOOT") dot.bootstrap.test. A IN"
+	dk_log_has "$(cname upstream1)" "info: $(dk_ip "$BOOT") dot\.bootstrap\.test\. A IN"
 }
 e2e_check "the bootstrap resolver was asked for the upstream's name" bootstrap_asked
 

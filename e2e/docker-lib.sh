@@ -201,6 +201,18 @@ dk_wait_healthy() {
 	done
 }
 
+# dk_log_has CONTAINER PATTERN [SECONDS]: waits (default 10 s) until a line
+# of the container's log matches the grep pattern (unbound's log reaches
+# docker logs a little after the query).
+dk_log_has() {
+	local end=$((SECONDS + ${3:-10}))
+	while ((SECONDS < end)); do
+		docker logs "$1" 2>&1 | grep -q -- "$2" && return 0
+		sleep 0.5
+	done
+	return 1
+}
+
 # dk_dump CONTAINER...: the last log lines of each, for a failed run.
 dk_dump() {
 	local c
