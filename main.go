@@ -20,6 +20,7 @@ import (
 	"github.com/dotproxy/dotproxy/emit"
 	"github.com/kelseyhightower/envconfig"
 	"github.com/lmittmann/tint"
+	"golang.org/x/sys/unix"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -71,7 +72,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 
 	log := newLogger(cfg, stderr)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := stopOnSignal()
 	defer stop()
 	if err := serve(ctx, cfg, log, nil); err != nil {
 		log.Error("dotproxy stopped", tint.Err(err))
@@ -140,4 +141,26 @@ func newLogger(cfg *config, w io.Writer) *slog.Logger {
 	}
 	color := cfg.Log.Format == formatAuto // a terminal; an explicit "text" may be a file
 	return slog.New(tint.NewTextHandler(w, &tint.Options{Level: level, NoColor: !color, TimeFormat: time.RFC3339}))
+}
+
+// stopOnSignal returns a context cancelled by SIGINT or SIGTERM, whose cause
+// names the signal, so that the log says why dotproxy stopped (docker stop,
+// a Ctrl-C, an orchestrator's drain).
+func stopOnSignal() (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case s := <-sigs:
+			cancel(fmt.Errorf("received %s", unix.SignalName(s.(syscall.Signal))))
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		close(done)
+		cancel(nil)
+	}
 }

@@ -283,6 +283,17 @@ func TestEndToEnd(t *testing.T) {
 	if !logged {
 		t.Fatal("no debug log line for the UDP query to e2e.example")
 	}
+	// The log says why it stopped: an operator reading `docker logs` after a
+	// restart wants to know whether it was asked to stop or failed.
+	why := false
+	for _, l := range p.allLogs() {
+		if strings.HasPrefix(fmt.Sprint(l["msg"]), "shutting down") && l["why"] == "received SIGTERM" {
+			why = true
+		}
+	}
+	if !why {
+		t.Fatalf("no log line names SIGTERM as why it stopped: %v", p.allLogs())
+	}
 	if raw := srv.Raw(); strings.Contains(string(raw), "e2e") || strings.Contains(string(raw), "example") {
 		t.Fatal("a query name crossed the wire in plaintext")
 	}

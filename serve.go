@@ -89,7 +89,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, ready func(addrs 
 	}
 
 	<-ctx.Done()
-	log.Info("shutting down: answering the queries in flight")
+	log.Info("shutting down: answering the queries in flight", "why", context.Cause(ctx).Error())
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.QueryTimeout+time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
