@@ -134,13 +134,15 @@ func AppendUpstreamQuery(dst, query []byte, r Rewrite) (out []byte, addedOPT boo
 	}
 	if pad > 0 {
 		out = append(out, 0, OptionPadding, byte(padding>>8), byte(padding))
-		out = append(out, make([]byte, padding)...) // no allocation: the compiler extends out in place
+		n := len(out)
+		out = out[:n+padding] // within the capacity grown above
+		clear(out[n:])
 	}
 	binary.BigEndian.PutUint16(out[base+head-2:], uint16(len(out)-base-head))
 	if hasOPT {
 		out = append(out, query[l.optEnd:]...)
 	}
-	return out, true
+	return out, !hasOPT
 }
 
 // CleanAnswer removes from an upstream's answer, in place, what the proxy's
