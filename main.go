@@ -119,7 +119,7 @@ func kindOf(v reflect.Value) string {
 		return "true or false"
 	case int:
 		return "integer"
-	case logLevel, logFormat, balance.Policy, emit.Format:
+	case logLevel, logFormat, padding, balance.Policy, emit.Format:
 		return "name"
 	}
 	return v.Kind().String()

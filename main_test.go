@@ -86,6 +86,7 @@ func TestBadSettingStopsStartup(t *testing.T) {
 		{"DOTPROXY_ALLOW", "10.0.0.0/33"},
 		{"DOTPROXY_QUERY_TIMEOUT", "soon"},
 		{"DOTPROXY_QUERY_TIMEOUT", "-1s"},
+		{"DOTPROXY_PADDING", "random"},
 		{"DOTPROXY_TLS_CA_FILE", "/nonexistent/ca.pem"},
 		{"DOTPROXY_TLS_CA_FILE", "/dev/null"},
 		{"DOTPROXY_TLS_PINS", "not-base64!"},

@@ -114,6 +114,7 @@ func (c *config) upstreamConfig(spec upstream.Spec, roots *x509.CertPool, obs up
 		IdleTimeout:      c.Upstream.IdleTimeout,
 		AttemptTimeout:   c.Upstream.AttemptTimeout,
 		FastOpen:         c.Upstream.TCPFastopen,
+		Rewrite:          c.Padding.rewrite(),
 		Observer:         obs,
 		Logger:           log,
 	}
@@ -166,6 +167,7 @@ func (c *config) logAttrs(bound []string, metrics bool) []any {
 		"upstream_idle_timeout", c.Upstream.IdleTimeout.String(),
 		"upstream_attempt_timeout", c.Upstream.AttemptTimeout.String(),
 		"tcp_fastopen", c.Upstream.TCPFastopen,
+		"padding", string(c.Padding),
 		"statsd", c.Statsd.Addr,
 		"statsd_format", string(c.Statsd.Format),
 		"metrics", metrics,

@@ -3,6 +3,7 @@ package upstream
 import (
 	"crypto/sha256"
 	"crypto/x509"
+	"github.com/dotproxy/dotproxy/dnsmsg"
 	"log/slog"
 	"net"
 	"time"
@@ -61,6 +62,13 @@ type Config struct {
 	AttemptTimeout time.Duration
 	// FastOpen enables TCP Fast Open on connect where the kernel allows it.
 	FastOpen bool
+	// Rewrite is what the pool changes in each query it sends: EDNS(0)
+	// padding to a block (RFC 8467) and the edns-tcp-keepalive option (RFC
+	// 7828). When it asks for anything, answers are cleaned of what the
+	// rewrite caused (see dnsmsg.CleanAnswer) and a keepalive timeout the
+	// resolver advertises replaces IdleTimeout for that connection. The zero
+	// value sends queries byte for byte.
+	Rewrite dnsmsg.Rewrite
 
 	// Observer receives the pool's events; nil means NopObserver.
 	Observer Observer

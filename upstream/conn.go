@@ -41,6 +41,10 @@ type conn struct {
 	progress atomic.Int64
 	epoch    time.Time
 
+	// keepalive is the idle timeout the resolver last advertised on this
+	// connection (RFC 7828), in nanoseconds, or -1 while it has said none.
+	keepalive atomic.Int64
+
 	done chan struct{} // closed when the connection ends
 
 	mu      sync.Mutex // guards the fields below
@@ -65,7 +69,7 @@ type result struct {
 var callPool = sync.Pool{New: func() any { return &call{ch: make(chan result, 1)} }}
 
 func newConn(p *Pool, raw net.Conn, tc *tls.Conn) *conn {
-	return &conn{
+	c := &conn{
 		p:         p,
 		raw:       raw,
 		tc:        tc,
@@ -75,6 +79,21 @@ func newConn(p *Pool, raw net.Conn, tc *tls.Conn) *conn {
 		pending:   make(map[uint16]*call),
 		nextID:    uint16(rand.Uint32()),
 	}
+	c.keepalive.Store(-1)
+	return c
+}
+
+// idleLimit is how long the connection may stay idle before the pool closes
+// it: the configured idle timeout, unless the resolver advertised its own
+// (RFC 7828 §3.2.2), which is then what counts. The pool closes a quarter
+// and one janitor tick early, so that its close comes before the resolver's
+// and no query is written into a connection the resolver is closing.
+func (c *conn) idleLimit(tick time.Duration) time.Duration {
+	ka := c.keepalive.Load()
+	if ka < 0 {
+		return c.p.cfg.IdleTimeout
+	}
+	return max(time.Duration(ka)*3/4-tick, 0)
 }
 
 // start runs the reader. The caller holds p.mu.
@@ -96,7 +115,10 @@ func (c *conn) owesSince(now time.Time) time.Duration {
 }
 
 // exchange sends one query on this connection and waits for its answer.
-func (c *conn) exchange(ctx context.Context, query []byte) ([]byte, error) {
+//
+// added reports that the query's OPT record was added by the rewrite, and so
+// is taken out of the answer again.
+func (c *conn) exchange(ctx context.Context, query []byte, added bool) ([]byte, error) {
 	clientID := dnsmsg.ID(query) // read now: query may be reused once we return
 	cl := callPool.Get().(*call)
 	c.mu.Lock()
@@ -126,6 +148,13 @@ func (c *conn) exchange(ctx context.Context, query []byte) ([]byte, error) {
 			return nil, r.err
 		}
 		dnsmsg.SetID(r.msg, clientID)
+		if c.p.rewrite {
+			var ka time.Duration
+			var ok bool
+			if r.msg, ka, ok = dnsmsg.CleanAnswer(r.msg, added); ok {
+				c.keepalive.Store(int64(ka))
+			}
+		}
 		c.p.obs.Exchanged(time.Since(sent), len(query), len(r.msg))
 		return r.msg, nil
 	case <-ctx.Done():

@@ -16,6 +16,13 @@ import (
 	"github.com/lmittmann/tint"
 )
 
+// wireBufs holds the buffers queries are rewritten into, sized for the
+// largest query a client can send over TCP, so that none is grown per query.
+var wireBufs = sync.Pool{New: func() any {
+	b := make([]byte, 0, 512)
+	return &b
+}}
+
 // maxAttempts bounds how many connections one Exchange tries when the ones
 // it was on die under it.
 const maxAttempts = 3
@@ -34,7 +41,9 @@ type Pool struct {
 	stop   chan struct{} // closed by Close: stops the janitor
 	wg     sync.WaitGroup
 
-	inflight atomic.Int64 // queries inside Exchange
+	inflight atomic.Int64  // queries inside Exchange
+	rewrite  bool          // cfg.Rewrite asks for a change to queries
+	tick     time.Duration // how often the janitor looks at the connections
 
 	mu       sync.Mutex // guards the fields below and conn.inflight/idleSince
 	conns    []*conn    // open connections, oldest first
@@ -69,11 +78,13 @@ func New(cfg Config) (*Pool, error) {
 		return nil, err
 	}
 	p := &Pool{
-		cfg:  cfg,
-		obs:  cfg.Observer,
-		log:  cfg.Logger.With("upstream", cfg.Addr),
-		stop: make(chan struct{}),
-		wake: make(chan struct{}),
+		cfg:     cfg,
+		obs:     cfg.Observer,
+		log:     cfg.Logger.With("upstream", cfg.Addr),
+		stop:    make(chan struct{}),
+		wake:    make(chan struct{}),
+		rewrite: cfg.Rewrite != (dnsmsg.Rewrite{}),
+		tick:    max(min(cfg.IdleTimeout, cfg.AttemptTimeout)/4, 5*time.Millisecond),
 		dialer: net.Dialer{
 			Timeout:   cfg.ConnectTimeout,
 			KeepAlive: 30 * time.Second,
@@ -125,6 +136,14 @@ func (p *Pool) Exchange(ctx context.Context, query []byte) ([]byte, error) {
 	}
 	p.inflight.Add(1)
 	defer p.inflight.Add(-1)
+	wire, added := query, false
+	if p.rewrite {
+		// Rewritten once, sent as is on every attempt.
+		buf := wireBufs.Get().(*[]byte)
+		*buf, added = dnsmsg.AppendUpstreamQuery((*buf)[:0], query, p.cfg.Rewrite)
+		wire = *buf
+		defer wireBufs.Put(buf)
+	}
 	var err error
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		if attempt > 0 {
@@ -135,7 +154,7 @@ func (p *Pool) Exchange(ctx context.Context, query []byte) ([]byte, error) {
 			return nil, err
 		}
 		var ans []byte
-		ans, err = c.exchange(ctx, query)
+		ans, err = c.exchange(ctx, wire, added)
 		p.release(c)
 		if err == nil {
 			return ans, nil
@@ -365,9 +384,7 @@ func (p *Pool) remove(c *conn) {
 // ones open. It never does I/O while holding the lock.
 func (p *Pool) janitor() {
 	defer p.wg.Done()
-	tick := min(p.cfg.IdleTimeout, p.cfg.AttemptTimeout) / 4
-	tick = max(tick, 5*time.Millisecond)
-	t := time.NewTicker(tick)
+	t := time.NewTicker(p.tick)
 	defer t.Stop()
 	for {
 		p.upkeep(time.Now())
@@ -384,7 +401,7 @@ func (p *Pool) upkeep(now time.Time) {
 	p.mu.Lock()
 	for _, c := range p.conns {
 		switch {
-		case c.inflight == 0 && now.Sub(c.idleSince) >= p.cfg.IdleTimeout:
+		case c.inflight == 0 && now.Sub(c.idleSince) >= c.idleLimit(p.tick):
 			idle = append(idle, c)
 		case c.inflight > 0 && c.owesSince(now) >= p.cfg.AttemptTimeout:
 			silent = append(silent, c)

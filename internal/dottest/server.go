@@ -51,6 +51,9 @@ type Options struct {
 	// ResetMidAnswer reports, for the n-th connection, whether the server
 	// writes half of its first answer and then resets the connection.
 	ResetMidAnswer func(conn int) bool
+	// Inspect, when set, is called with the bytes of each query as they
+	// arrived (no length prefix), before they are parsed.
+	Inspect func(raw []byte)
 }
 
 // Server is a DNS-over-TLS server on loopback. Its methods are safe for
@@ -235,7 +238,7 @@ func (s *Server) serveConn(tcp *net.TCPConn, idx int) {
 		if s.opts.IdleClose > 0 {
 			tc.SetReadDeadline(time.Now().Add(s.opts.IdleClose))
 		}
-		q, err := readMsg(r)
+		q, err := readMsg(r, s.opts.Inspect)
 		if err != nil {
 			if q == nil {
 				return // EOF, deadline or closed
@@ -273,7 +276,7 @@ func (s *Server) serveConn(tcp *net.TCPConn, idx int) {
 
 // readMsg reads one framed message. It returns (nil, err) when the stream
 // ended, and (non-nil, err) when a frame arrived but did not parse.
-func readMsg(r *bufio.Reader) (*dns.Msg, error) {
+func readMsg(r *bufio.Reader, inspect func([]byte)) (*dns.Msg, error) {
 	var hdr [2]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return nil, err
@@ -281,6 +284,9 @@ func readMsg(r *bufio.Reader) (*dns.Msg, error) {
 	buf := make([]byte, binary.BigEndian.Uint16(hdr[:]))
 	if _, err := io.ReadFull(r, buf); err != nil {
 		return nil, err
+	}
+	if inspect != nil {
+		inspect(buf)
 	}
 	q := new(dns.Msg)
 	return q, q.Unpack(buf)
