@@ -85,7 +85,10 @@ e2e_log "unbound $(unbound -V | head -n 1) on 127.0.0.1:$UP_PORT (tls name $E2E_
 e2e_section "capture on lo"
 LP=$(e2e_free_port)
 # Port 53 is captured too, to show that no plain DNS goes the upstream's way.
-tcpdump -i lo -n -U -Z root -s 0 -w "$WORK/lo.pcap" \
+# --immediate-mode: libpcap otherwise hands packets over a block at a time,
+# and the packets of the last block before tcpdump stops are lost without
+# being counted as dropped.
+tcpdump -i lo -n -U --immediate-mode -Z root -s 0 -w "$WORK/lo.pcap" \
 	"tcp port $UP_PORT or port $LP or port 53" >"$WORK/tcpdump.log" 2>&1 &
 TCPDUMP_PID=$!
 for ((i = 0; i < 50; i++)); do
