@@ -46,7 +46,7 @@ type config struct {
 		ConnectTimeout   time.Duration `split_words:"true" default:"2s" desc:"TCP connect timeout"`
 		HandshakeTimeout time.Duration `split_words:"true" default:"2s" desc:"TLS handshake timeout"`
 		IdleTimeout      time.Duration `split_words:"true" default:"8s" desc:"close an upstream connection idle this long; keep it below the resolver's own (about 10 s at public resolvers)"`
-		AttemptTimeout   time.Duration `split_words:"true" default:"1500ms" desc:"retire a connection that owes answers and has sent nothing for this long, and send its queries again; shorter than DOTPROXY_QUERY_TIMEOUT"`
+		AttemptTimeout   time.Duration `split_words:"true" default:"1500ms" desc:"paces recovery: a query unanswered for a quarter of this gets a probe behind it; at half, a connection that has read nothing since is retired (its queries go to another upstream) and a query lost on a live one is sent again; each attempt gets at least this long, and four attempts in a row slower than this mark an upstream down. Shorter than DOTPROXY_QUERY_TIMEOUT"`
 		TCPFastopen      bool          `split_words:"true" default:"true" desc:"use TCP Fast Open to upstreams where the kernel allows (Linux net.ipv4.tcp_fastopen bit 1)"`
 	}
 

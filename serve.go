@@ -63,7 +63,14 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, ready func(addrs 
 	if err != nil {
 		return err
 	}
-	defer bal.Close()
+	defer func() {
+		// The pools first: the probes and hedged attempts that the
+		// balancer's Close waits for then end at once.
+		for _, p := range pools {
+			p.Close()
+		}
+		bal.Close()
+	}()
 
 	srv, err := proxy.New(proxy.Config{
 		Listen:         cfg.Listen,
@@ -113,6 +120,7 @@ func (c *config) upstreamConfig(spec upstream.Spec, roots *x509.CertPool, obs up
 		HandshakeTimeout: c.Upstream.HandshakeTimeout,
 		IdleTimeout:      c.Upstream.IdleTimeout,
 		AttemptTimeout:   c.Upstream.AttemptTimeout,
+		ProbeName:        c.Probe.Name,
 		FastOpen:         c.Upstream.TCPFastopen,
 		Rewrite:          c.Padding.rewrite(),
 		Observer:         obs,
@@ -127,6 +135,7 @@ func (c *config) balanceConfig() balance.Config {
 		HedgeAfter:      c.HedgeAfter,
 		ProbeName:       c.Probe.Name,
 		ProbeTimeout:    c.Probe.Timeout,
+		SlowAfter:       c.Upstream.AttemptTimeout,
 		ProbeMaxBackoff: c.Probe.MaxBackoff,
 		ProbeResetAfter: c.Probe.ResetAfter,
 	}

@@ -1,8 +1,6 @@
 package balance
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -16,8 +14,17 @@ import (
 // Its methods must be safe for concurrent use.
 type Upstream interface {
 	// Exchange sends query and returns the answer, with the query's ID. It
-	// must not modify query, and must return promptly once ctx is done.
-	Exchange(ctx context.Context, query []byte) ([]byte, error)
+	// must not modify query, and must return by deadline. The upstream owns
+	// the recovery of a single query (sending it again when a connection
+	// dies or a query is lost), within Config.SlowAfter, the least time
+	// balance gives an attempt. An error that reports Timeout
+	// (on the error itself, not a cause it wraps) means that this query was
+	// slow or lost, not that the upstream is broken: it does not mark the
+	// upstream down. Any other error does.
+	Exchange(query []byte, deadline time.Time) ([]byte, error)
+	// InFlight reports the queries waiting for an answer from the
+	// upstream: the one count that least_outstanding compares.
+	InFlight() int
 	// String names the upstream in logs and metrics.
 	String() string
 }
@@ -27,10 +34,12 @@ type Upstream interface {
 // for concurrent use and must not be copied. Close stops its background
 // probes; the upstreams themselves remain the caller's to close.
 //
-// Health works the same under every policy. An attempt that fails (any
-// error from Upstream.Exchange, a timeout included, unless the caller
-// cancelled the query) marks its upstream down at once. A down upstream gets
-// no client queries; it is probed in the background after FirstBackoff, then
+// Health works the same under every policy. An attempt that fails with an
+// error that is not a timeout (see Upstream) marks its upstream down at once:
+// its connections fail, so it is broken, not slow. Slow attempts (timed out,
+// or answered after SlowAfter) mark it down only when maxTimeouts come in a
+// row, with no quicker answer in between. A down upstream gets no
+// client queries; it is probed in the background after FirstBackoff, then
 // after waits that double up to ProbeMaxBackoff, and comes back on the first
 // answer to a probe. When every upstream a query could go to is down, it
 // goes to the one whose last failure is the oldest rather than fail.
@@ -46,11 +55,8 @@ type Balancer struct {
 	// rnd returns uniformly random bits; it must be safe for concurrent use.
 	rnd func() uint64
 
-	// ctx bounds the probes; cancel ends it at Close.
-	ctx    context.Context
-	cancel context.CancelFunc
 	closed atomic.Bool
-	// wg counts the scheduled timers and running probes.
+	// wg counts the scheduled timers, running probes and hedged attempts.
 	wg sync.WaitGroup
 }
 
@@ -89,7 +95,6 @@ func newBalancer(ups []Upstream, cfg Config, rnd func() uint64) (*Balancer, erro
 		b.hosts[i].up = u
 		b.hosts[i].name = u.String()
 	}
-	b.ctx, b.cancel = context.WithCancel(context.Background())
 	return b, nil
 }
 
@@ -100,29 +105,23 @@ func (b *Balancer) Policy() Policy { return b.policy }
 // answer and the name of the upstream that gave it. An answer is returned
 // whatever its rcode; SERVFAIL from an upstream is not retried. When an
 // attempt fails, the query goes to another upstream, up to MaxRetries times,
-// as long as ctx allows; with HedgeAfter set, a query still unanswered after
-// that long also goes to a second upstream. It implements proxy.Resolver.
-func (b *Balancer) Resolve(ctx context.Context, query []byte) ([]byte, string, error) {
+// until deadline; with HedgeAfter set, a query still unanswered after that
+// long also goes to a second upstream. It implements proxy.Resolver.
+func (b *Balancer) Resolve(query []byte, deadline time.Time) ([]byte, string, error) {
 	if b.cfg.HedgeAfter > 0 && len(b.hosts) > 1 {
-		return b.resolveHedged(ctx, query)
+		return b.resolveHedged(query, deadline)
 	}
 	var tried uint64
-	var err error
-	for n := 0; n <= b.cfg.MaxRetries; n++ {
-		if ctx.Err() != nil {
-			break
-		}
+	err := errDeadline
+	for n := 0; n <= b.cfg.MaxRetries && time.Now().Before(deadline); n++ {
 		h := b.choose(&tried)
 		if n > 0 {
 			b.obs.Retried(h.name)
 		}
 		var ans []byte
-		if ans, err = b.attempt(ctx, h, query, b.cfg.MaxRetries-n); err == nil {
+		if ans, err = b.attempt(h, query, b.share(deadline, b.cfg.MaxRetries-n)); err == nil {
 			return ans, h.name, nil
 		}
-	}
-	if err == nil {
-		err = ctx.Err()
 	}
 	return nil, "", err
 }
@@ -148,65 +147,79 @@ func (b *Balancer) all() uint64 {
 	return (uint64(1) << len(b.hosts)) - 1
 }
 
-// attempt sends query to h once and does the bookkeeping: in-flight and
-// served counts, latency, and health. left is the number of attempts that may
-// still follow this one: when ctx has a deadline, the attempt gets an equal
-// share of the time that is left among itself and them. An attempt whose ctx
-// was cancelled with errHedgeLost lost to another attempt of the same query;
-// one cancelled otherwise was given up by the caller.
-func (b *Balancer) attempt(ctx context.Context, h *host, query []byte, left int) ([]byte, error) {
-	actx := ctx
-	if dl, ok := ctx.Deadline(); ok && left > 0 {
-		var cancel context.CancelFunc
-		actx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(dl)/time.Duration(left+1)))
-		defer cancel()
-	}
+// attempt sends query to h once and does the bookkeeping: served count,
+// latency, and health. A timeout (see Upstream), or an answer after
+// SlowAfter, leaves h up unless it is the maxTimeouts-th such attempt in a
+// row: a slow name at a resolver that answers others is normal for a cold
+// cache, a run of them is an overloaded resolver.
+func (b *Balancer) attempt(h *host, query []byte, deadline time.Time) ([]byte, error) {
 	wasDown := h.state.Load() == stateDown
-	h.inflight.Add(1)
 	h.served.Add(1)
 	start := time.Now()
-	ans, err := h.up.Exchange(actx, query)
+	ans, err := h.up.Exchange(query, deadline)
 	elapsed := time.Since(start)
-	h.inflight.Add(-1)
 	if err == nil {
 		h.observe(elapsed)
-		if h.losses.Load() != 0 {
-			h.losses.Store(0)
+		if elapsed >= b.cfg.SlowAfter {
+			b.slow(h)
+		} else if h.timeouts.Load() != 0 {
+			h.timeouts.Store(0)
 		}
 		if wasDown {
 			b.answeredWhileDown(h)
 		}
 		return ans, nil
 	}
-	if errors.Is(context.Cause(actx), errHedgeLost) {
-		// This attempt lost to a hedge. It was at least this slow, and
-		// too many such losses with no answer between them mean that the
-		// upstream is stalled.
-		h.observe(elapsed)
-		if h.losses.Add(1) >= maxLosses {
-			b.fail(h)
-		}
+	if isTimeout(err) {
+		h.observe(elapsed) // at least this slow
+		b.slow(h)
 		return nil, fmt.Errorf("%s: %w", h.name, err)
-	}
-	if errors.Is(actx.Err(), context.Canceled) {
-		// The caller gave up: no fault of the upstream.
-		return nil, fmt.Errorf("%s: %w", h.name, err)
-	}
-	if actx.Err() != nil {
-		// Timed out: the upstream was at least this slow, and down.
-		h.observe(elapsed)
 	}
 	b.fail(h)
 	return nil, fmt.Errorf("%s: %w", h.name, err)
 }
 
-// Close stops the background probes and waits for them. Resolve still works
-// after Close, without probes. The upstreams are the caller's to close.
+// share returns the deadline of an attempt that left more attempts may
+// follow: an equal share of the time to the query's deadline, so that an
+// overloaded upstream cannot use it all up, but at least SlowAfter, so that
+// the upstream's own recovery of a lost query or a dead connection (which
+// runs well inside SlowAfter) comes first and a slow name gets its answer.
+func (b *Balancer) share(deadline time.Time, left int) time.Time {
+	if left <= 0 {
+		return deadline
+	}
+	now := time.Now()
+	d := max(deadline.Sub(now)/time.Duration(left+1), b.cfg.SlowAfter)
+	if end := now.Add(d); end.Before(deadline) {
+		return end
+	}
+	return deadline
+}
+
+// slow counts an attempt that timed out or answered after SlowAfter, and
+// marks h down at the maxTimeouts-th in a row.
+func (b *Balancer) slow(h *host) {
+	if h.timeouts.Add(1) >= maxTimeouts {
+		b.fail(h)
+	}
+}
+
+// isTimeout reports whether err itself says that time ran out. Causes are
+// not searched: a dial that timed out is wrapped in an error of its own,
+// and is a failure of the upstream, not a slow answer.
+func isTimeout(err error) bool {
+	t, ok := err.(interface{ Timeout() bool })
+	return ok && t.Timeout()
+}
+
+// Close stops the background probes and waits for the probes and hedged
+// attempts still running, which end by their deadlines, or at once when the
+// upstreams are closed first. Resolve still works after Close, without
+// probes. The upstreams are the caller's to close.
 func (b *Balancer) Close() error {
 	if b.closed.Swap(true) {
 		return nil
 	}
-	b.cancel()
 	for i := range b.hosts {
 		h := &b.hosts[i]
 		h.mu.Lock()

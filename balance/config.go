@@ -16,6 +16,7 @@ const (
 	DefaultProbeTimeout    = 2 * time.Second
 	DefaultProbeMaxBackoff = 10 * time.Second
 	DefaultProbeResetAfter = 30 * time.Second
+	DefaultSlowAfter       = 1500 * time.Millisecond
 )
 
 // FirstBackoff is how long an upstream stays down after its first failure
@@ -26,8 +27,8 @@ const FirstBackoff = 100 * time.Millisecond
 // MaxUpstreams is the largest number of upstreams a Balancer takes.
 const MaxUpstreams = 64
 
-// maxRetries bounds Config.MaxRetries: more attempts than that only split
-// a query's deadline into slivers.
+// maxRetries bounds Config.MaxRetries: more attempts than that are no use
+// within one query's deadline.
 const maxRetries = 16
 
 // Config configures a Balancer. The zero value is valid: it means the
@@ -38,14 +39,16 @@ type Config struct {
 	Policy Policy
 	// MaxRetries is how many more attempts a query may make, each on a
 	// different upstream while there is one, after an attempt failed
-	// (DOTPROXY_MAX_RETRIES). Zero means no retry; at most 16. When the
-	// query's context has a deadline, each attempt gets an equal share of
-	// the time that is left, so that a stalled upstream cannot use up the
-	// whole deadline.
+	// (DOTPROXY_MAX_RETRIES). Zero means no retry; at most 16. An attempt
+	// that more may follow gets an equal share of the time left to the
+	// query's deadline, but at least SlowAfter, so that a stalled upstream
+	// cannot use up the whole deadline while a slow name and the upstream's
+	// own recovery still get their time. The last gets all that is left.
 	MaxRetries int
 	// HedgeAfter is how long a query waits for its first attempt before a
-	// copy goes to a second upstream; the first answer wins and the other
-	// attempt is cancelled (DOTPROXY_HEDGE_AFTER). Zero turns hedging off.
+	// copy goes to a second upstream; the first answer wins, and the other
+	// attempt's answer is dropped when it comes (DOTPROXY_HEDGE_AFTER).
+	// Zero turns hedging off.
 	HedgeAfter time.Duration
 
 	// ProbeName is the name queried, type NS, to probe an upstream that is
@@ -66,6 +69,13 @@ type Config struct {
 	// (DOTPROXY_PROBE_RESET_AFTER); a failure sooner doubles the previous
 	// wait instead. Zero means DefaultProbeResetAfter.
 	ProbeResetAfter time.Duration
+
+	// SlowAfter is how long an answer may take before the attempt counts
+	// as slow: maxTimeouts slow attempts in a row, with no quicker answer
+	// in between, mark the upstream down (an overloaded resolver answers
+	// late rather than not at all). Set it to the pool's attempt timeout
+	// (DOTPROXY_UPSTREAM_ATTEMPT_TIMEOUT). Zero means DefaultSlowAfter.
+	SlowAfter time.Duration
 
 	// Observer receives events; nil means NopObserver.
 	Observer Observer
@@ -88,6 +98,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: ProbeTimeout %v is negative", ErrInvalidConfig, c.ProbeTimeout)
 	case c.ProbeMaxBackoff < 0:
 		return fmt.Errorf("%w: ProbeMaxBackoff %v is negative", ErrInvalidConfig, c.ProbeMaxBackoff)
+	case c.SlowAfter < 0:
+		return fmt.Errorf("%w: SlowAfter %v is negative", ErrInvalidConfig, c.SlowAfter)
 	case c.ProbeResetAfter < 0:
 		return fmt.Errorf("%w: ProbeResetAfter %v is negative", ErrInvalidConfig, c.ProbeResetAfter)
 	}
@@ -115,6 +127,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ProbeResetAfter == 0 {
 		c.ProbeResetAfter = DefaultProbeResetAfter
+	}
+	if c.SlowAfter == 0 {
+		c.SlowAfter = DefaultSlowAfter
 	}
 	if c.Observer == nil {
 		c.Observer = NopObserver{}

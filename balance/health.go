@@ -1,7 +1,6 @@
 package balance
 
 import (
-	"context"
 	"time"
 )
 
@@ -13,7 +12,7 @@ const maxLevel = 30
 // schedules its first probe.
 func (b *Balancer) fail(h *host) {
 	h.lastFail.Store(time.Now().UnixNano())
-	h.losses.Store(0)
+	h.timeouts.Store(0)
 	if h.state.Load() == stateDown {
 		return
 	}
@@ -81,9 +80,7 @@ func (b *Balancer) endProbation(h *host, gen uint64) {
 // probe sends the probe query to h, which is down, and brings it back on
 // any answer or schedules the next probe with a doubled wait.
 func (b *Balancer) probe(h *host, gen uint64) {
-	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.ProbeTimeout)
-	_, err := h.up.Exchange(ctx, b.probeMsg)
-	cancel()
+	_, err := h.up.Exchange(b.probeMsg, time.Now().Add(b.cfg.ProbeTimeout))
 	if err == nil {
 		b.probeAnswered(h, gen)
 		return

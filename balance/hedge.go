@@ -1,14 +1,8 @@
 package balance
 
 import (
-	"context"
-	"errors"
 	"time"
 )
-
-// errHedgeLost is the cause with which the attempts still running when a
-// hedged query has its answer are cancelled.
-var errHedgeLost = errors.New("balance: another attempt answered first")
 
 // result is the outcome of one attempt of a hedged query.
 type result struct {
@@ -20,20 +14,21 @@ type result struct {
 // resolveHedged is Resolve with hedging: each attempt runs in its own
 // goroutine, and a query still unanswered HedgeAfter after its first attempt
 // started gets one more attempt on another upstream that is up. The first
-// answer wins; the attempts still running are then cancelled, and their
-// goroutines end as soon as their upstreams return.
-func (b *Balancer) resolveHedged(ctx context.Context, query []byte) ([]byte, string, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, "", err
+// answer wins. The attempts still running then go on to their own answer or
+// deadline, their results unread; they are counted in b.wg, so that Close
+// waits for them.
+func (b *Balancer) resolveHedged(query []byte, deadline time.Time) ([]byte, string, error) {
+	if !time.Now().Before(deadline) {
+		return nil, "", errDeadline
 	}
-	qctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(errHedgeLost)
 	// One slot per possible attempt, so that no attempt blocks on sending
 	// its result after Resolve has returned.
 	results := make(chan result, b.cfg.MaxRetries+2)
 	start := func(h *host, left int) {
+		b.wg.Add(1)
 		go func() {
-			ans, err := b.attempt(qctx, h, query, left)
+			defer b.wg.Done()
+			ans, err := b.attempt(h, query, b.share(deadline, left))
 			results <- result{h: h, ans: ans, err: err}
 		}()
 	}
@@ -43,7 +38,6 @@ func (b *Balancer) resolveHedged(ctx context.Context, query []byte) ([]byte, str
 	pending, retries := 1, 0
 	hedge := time.NewTimer(b.cfg.HedgeAfter)
 	defer hedge.Stop()
-	var err error
 	for {
 		select {
 		case r := <-results:
@@ -51,18 +45,15 @@ func (b *Balancer) resolveHedged(ctx context.Context, query []byte) ([]byte, str
 			if r.err == nil {
 				return r.ans, r.h.name, nil
 			}
-			err = r.err
 			switch {
-			case ctx.Err() != nil:
-				return nil, "", err
-			case retries < b.cfg.MaxRetries:
+			case retries < b.cfg.MaxRetries && time.Now().Before(deadline):
 				retries++
 				h := b.choose(&tried)
 				b.obs.Retried(h.name)
 				start(h, b.cfg.MaxRetries-retries)
 				pending++
 			case pending == 0:
-				return nil, "", err
+				return nil, "", r.err
 			}
 		case <-hedge.C:
 			// Hedge only to an upstream that is up and not tried yet.
@@ -73,8 +64,6 @@ func (b *Balancer) resolveHedged(ctx context.Context, query []byte) ([]byte, str
 				start(h, b.cfg.MaxRetries-retries)
 				pending++
 			}
-		case <-ctx.Done():
-			return nil, "", ctx.Err()
 		}
 	}
 }

@@ -27,6 +27,26 @@ func servfail(_ context.Context, q []byte) ([]byte, error) { return reply(q, 2),
 // refuse fails at once.
 func refuse(context.Context, []byte) ([]byte, error) { return nil, errRefused }
 
+// errSilent stands for a connection that fell silent: a failure of the
+// upstream, not a timeout.
+var errSilent = errors.New("fake: connection fell silent")
+
+// silentFor fails with errSilent after d, as a pool does when its
+// connection stops answering for an attempt timeout.
+func silentFor(d time.Duration) behaviour {
+	return func(ctx context.Context, _ []byte) ([]byte, error) {
+		select {
+		case <-time.After(d):
+			return nil, errSilent
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// far is a deadline that no test reaches.
+func far() time.Time { return time.Now().Add(time.Hour) }
+
 // stall never answers: it returns only when ctx is done.
 func stall(ctx context.Context, _ []byte) ([]byte, error) {
 	<-ctx.Done()
@@ -64,9 +84,10 @@ type fakeUpstream struct {
 	act    atomic.Pointer[behaviour]
 	calls  atomic.Int64 // client queries received
 	probes atomic.Int64 // probes received
-	// cancelled counts client queries whose context was cancelled (not
-	// timed out) before the fake returned.
-	cancelled atomic.Int64
+	// finished counts client queries that have returned.
+	finished atomic.Int64
+	// inflight counts exchanges under way, probes included, as a pool does.
+	inflight atomic.Int64
 	// probed, when set, receives each probe's outcome: whether it answered.
 	probed chan bool
 }
@@ -83,7 +104,14 @@ func (f *fakeUpstream) set(act behaviour) { f.act.Store(&act) }
 
 func (f *fakeUpstream) String() string { return f.name }
 
-func (f *fakeUpstream) Exchange(ctx context.Context, q []byte) ([]byte, error) {
+func (f *fakeUpstream) InFlight() int { return int(f.inflight.Load()) }
+
+// Exchange runs the fake's behaviour with a context that ends at deadline.
+func (f *fakeUpstream) Exchange(q []byte, deadline time.Time) ([]byte, error) {
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	f.inflight.Add(1)
+	defer f.inflight.Add(-1)
 	isProbe := false
 	if p := f.probe.Load(); p != nil && bytes.Equal(q, *p) {
 		isProbe = true
@@ -95,8 +123,8 @@ func (f *fakeUpstream) Exchange(ctx context.Context, q []byte) ([]byte, error) {
 	if isProbe && f.probed != nil {
 		f.probed <- err == nil
 	}
-	if !isProbe && errors.Is(ctx.Err(), context.Canceled) {
-		f.cancelled.Add(1)
+	if !isProbe {
+		f.finished.Add(1)
 	}
 	return ans, err
 }
@@ -182,7 +210,7 @@ func (r *recorder) next(tb testing.TB) event {
 // of the upstream that answered.
 func resolve(tb testing.TB, b *Balancer) string {
 	tb.Helper()
-	_, name, err := b.Resolve(context.Background(), testQuery)
+	_, name, err := b.Resolve(testQuery, far())
 	if err != nil {
 		tb.Fatalf("Resolve: %v", err)
 	}

@@ -19,11 +19,13 @@ const (
 	stateDown
 )
 
-// maxLosses is how many hedges in a row an upstream may lose, with no
-// answer from it in between, before it counts as failed. A stalled
-// upstream would otherwise never be marked down when hedging is on, because
-// every attempt on it is cancelled by the hedge that wins.
-const maxLosses = 4
+// maxTimeouts is how many attempts in a row may be slow (time out, or
+// answer after Config.SlowAfter), with no quicker answer from the upstream in
+// between, before it counts as failed. One slow name
+// is normal at a recursive resolver; a run of them with nothing answered
+// means that it is overloaded or stalled behind connections that still
+// answer the pool's probes.
+const maxTimeouts = 4
 
 // latencyWeight is the inverse weight of a new sample in the moving average
 // of latency: each sample moves the average 1/8 of the way to itself.
@@ -37,11 +39,10 @@ type host struct {
 	name string
 
 	state    atomic.Int32
-	inflight atomic.Int64 // attempts in flight, probes excluded
 	served   atomic.Int64 // attempts ever started, probes excluded
 	latency  atomic.Int64 // moving average, in ns; 0 until measured
 	lastFail atomic.Int64 // Unix ns of the last failure; 0 if none
-	losses   atomic.Int32 // hedges lost in a row, with no answer since
+	timeouts atomic.Int32 // slow attempts in a row, with no quick answer since
 
 	mu sync.Mutex
 	// level is the backoff exponent: the next wait is FirstBackoff<<level.
@@ -64,7 +65,7 @@ func (h *host) metric(m metric) int64 {
 	case byLatency:
 		return h.latency.Load()
 	default:
-		return h.inflight.Load()
+		return int64(h.up.InFlight())
 	}
 }
 

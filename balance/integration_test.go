@@ -2,7 +2,6 @@ package balance_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
@@ -40,11 +39,11 @@ type counted struct {
 	clients atomic.Int64
 }
 
-func (c *counted) Exchange(ctx context.Context, q []byte) ([]byte, error) {
+func (c *counted) Exchange(q []byte, deadline time.Time) ([]byte, error) {
 	if !bytes.Contains(q, probeWire) {
 		c.clients.Add(1)
 	}
-	return c.Upstream.Exchange(ctx, q)
+	return c.Upstream.Exchange(q, deadline)
 }
 
 // healthEvents is an Observer that delivers health changes on a channel.
@@ -138,9 +137,7 @@ func (c *cluster) round() int {
 				c.t.Error(err)
 				return
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
-			defer cancel()
-			ans, _, err := c.bal.Resolve(ctx, wire)
+			ans, _, err := c.bal.Resolve(wire, time.Now().Add(queryTimeout))
 			var m dns.Msg
 			if err != nil || m.Unpack(ans) != nil || m.Id != id || len(m.Answer) != 1 {
 				failed.Add(1)
@@ -298,9 +295,7 @@ func (c *cluster) one(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
-	defer cancel()
-	if _, _, err := c.bal.Resolve(ctx, wire); err != nil {
+	if _, _, err := c.bal.Resolve(wire, time.Now().Add(queryTimeout)); err != nil {
 		t.Fatal(err)
 	}
 }

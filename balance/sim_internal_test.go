@@ -95,7 +95,15 @@ type simUpstream struct {
 
 func (s *simUpstream) String() string { return s.name }
 
-func (s *simUpstream) Exchange(ctx context.Context, q []byte) ([]byte, error) {
+func (s *simUpstream) InFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inflight
+}
+
+func (s *simUpstream) Exchange(q []byte, deadline time.Time) ([]byte, error) {
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
 	s.mu.Lock()
 	d, fail, stall := s.model(s.r, time.Since(s.start), s.inflight)
 	s.inflight++
@@ -106,8 +114,9 @@ func (s *simUpstream) Exchange(ctx context.Context, q []byte) ([]byte, error) {
 		s.mu.Unlock()
 	}()
 	if stall {
-		<-ctx.Done()
-		return nil, ctx.Err()
+		// A stalled resolver's connection is retired by the pool after
+		// its attempt timeout, which fails the attempt.
+		return silentFor(simAttemptTimeout)(ctx, q)
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -168,6 +177,9 @@ const (
 	// simTimeout is each query's deadline, DOTPROXY_QUERY_TIMEOUT's
 	// default.
 	simTimeout = 4 * time.Second
+	// simAttemptTimeout is DOTPROXY_UPSTREAM_ATTEMPT_TIMEOUT's default:
+	// how long the pool waits on a silent connection.
+	simAttemptTimeout = 1500 * time.Millisecond
 )
 
 // simulate runs one scenario under one policy and returns the outcome.
@@ -201,10 +213,8 @@ func simulate(t *testing.T, sc simScenario, cfg Config, seed uint64) simResult {
 		for time.Since(start) < simDuration {
 			time.Sleep(time.Duration(arrivals.ExpFloat64() * float64(time.Second) / simRate))
 			wg.Go(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), simTimeout)
-				defer cancel()
 				t0 := time.Now()
-				_, name, err := b.Resolve(ctx, testQuery)
+				_, name, err := b.Resolve(testQuery, t0.Add(simTimeout))
 				d := time.Since(t0)
 				mu.Lock()
 				defer mu.Unlock()

@@ -3,7 +3,6 @@ package proxy
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"log/slog"
 	"net/netip"
 	"testing"
@@ -16,7 +15,7 @@ import (
 // and as odd as the query.
 type echo struct{}
 
-func (echo) Resolve(_ context.Context, q []byte) ([]byte, string, error) {
+func (echo) Resolve(q []byte, _ time.Time) ([]byte, string, error) {
 	a := bytes.Clone(q)
 	a[2] |= 0x80
 	return a, "echo", nil

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"errors"
 	"net/netip"
 	"time"
@@ -31,15 +30,11 @@ func (s *Server) handle(t Transport, client netip.Addr, msg []byte, arrived time
 		return s.reply(t, client, &q, "", dnsmsg.Reply(&q, dnsmsg.RcodeRefused), arrived, len(msg))
 	}
 
-	// A root context: a child of one shared by every query would take
-	// that parent's lock twice per query.
-	ctx, cancel := context.WithDeadline(context.Background(), arrived.Add(s.cfg.QueryTimeout))
-	answer, from, err := s.cfg.Resolver.Resolve(ctx, msg)
-	late := ctx.Err() != nil
-	cancel()
+	deadline := arrived.Add(s.cfg.QueryTimeout)
+	answer, from, err := s.cfg.Resolver.Resolve(msg, deadline)
 	if err != nil {
 		reason := FailUpstream
-		if late {
+		if !time.Now().Before(deadline) {
 			reason = FailDeadline
 		}
 		s.obs.Failed(t, reason)

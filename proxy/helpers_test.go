@@ -15,7 +15,10 @@ import (
 // resolverFunc adapts a function to proxy.Resolver.
 type resolverFunc func(ctx context.Context, q []byte) ([]byte, string, error)
 
-func (f resolverFunc) Resolve(ctx context.Context, q []byte) ([]byte, string, error) {
+// Resolve runs f with a context that ends at deadline.
+func (f resolverFunc) Resolve(q []byte, deadline time.Time) ([]byte, string, error) {
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
 	return f(ctx, q)
 }
 
@@ -28,7 +31,7 @@ type echoResolver struct {
 	answer func(q *dns.Msg) *dns.Msg
 }
 
-func (r *echoResolver) Resolve(_ context.Context, q []byte) ([]byte, string, error) {
+func (r *echoResolver) Resolve(q []byte, _ time.Time) ([]byte, string, error) {
 	r.mu.Lock()
 	r.seen = append(r.seen, append([]byte(nil), q...))
 	r.mu.Unlock()

@@ -271,7 +271,7 @@ func TestTCPPipelinedAnswersOutOfOrder(t *testing.T) {
 				return nil, "", ctx.Err()
 			}
 		}
-		return echo.Resolve(ctx, q)
+		return echo.Resolve(q, time.Time{})
 	})
 	_, addr, _ := start(t, r, nil)
 	c, err := net.Dial("tcp", addr)
@@ -361,7 +361,7 @@ func TestShutdownAnswersQueriesInFlight(t *testing.T) {
 	r := resolverFunc(func(ctx context.Context, q []byte) ([]byte, string, error) {
 		arrived <- struct{}{}
 		<-release
-		return echo.Resolve(ctx, q)
+		return echo.Resolve(q, time.Time{})
 	})
 	s, addr, _ := start(t, r, nil)
 	replies := make(chan *dns.Msg, 2)

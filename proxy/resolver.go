@@ -1,11 +1,12 @@
 package proxy
 
-import "context"
+import "time"
 
 // Resolver forwards one query and returns the answer. Implementations must be
 // safe for concurrent use, must not modify query, must return an answer that
 // carries the query's own ID and that the caller may keep, and must return
-// promptly once ctx is done.
+// by deadline. The deadline is a value rather than a context: a query costs
+// no context and no timer of its own on its way through.
 type Resolver interface {
-	Resolve(ctx context.Context, query []byte) (answer []byte, upstream string, err error)
+	Resolve(query []byte, deadline time.Time) (answer []byte, upstream string, err error)
 }

@@ -1,9 +1,9 @@
 package upstream_test
 
 import (
-	"context"
 	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/dotproxy/dotproxy/internal/dottest"
 	"github.com/dotproxy/dotproxy/upstream"
@@ -30,8 +30,7 @@ func newBenchPool(b *testing.B) *upstream.Pool {
 func BenchmarkExchange(b *testing.B) {
 	p := newBenchPool(b)
 	q := query(b, "bench.example", 1)
-	ctx := context.Background()
-	if _, err := p.Exchange(ctx, q); err != nil {
+	if _, err := p.Exchange(q, within(time.Minute)); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
@@ -39,7 +38,7 @@ func BenchmarkExchange(b *testing.B) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, err := p.Exchange(ctx, q); err != nil {
+			if _, err := p.Exchange(q, within(time.Minute)); err != nil {
 				b.Error(err)
 				return
 			}
@@ -53,11 +52,10 @@ func BenchmarkExchange(b *testing.B) {
 func BenchmarkExchangeSerial(b *testing.B) {
 	p := newBenchPool(b)
 	q := query(b, "bench.example", 1)
-	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
-		if _, err := p.Exchange(ctx, q); err != nil {
+		if _, err := p.Exchange(q, within(time.Minute)); err != nil {
 			b.Fatal(err)
 		}
 	}

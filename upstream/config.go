@@ -56,10 +56,19 @@ type Config struct {
 	// (about 10 s at public resolvers), so that we close first rather than
 	// write into a connection the server is closing. Zero means the default.
 	IdleTimeout time.Duration
-	// AttemptTimeout retires a connection that owes answers but has sent
-	// nothing for this long, and sends its queries again elsewhere. Zero
-	// means the default.
+	// AttemptTimeout paces the pool's recovery of a query that waits for
+	// its answer: at a quarter of it, a connection that has read nothing
+	// since the query was sent gets a probe query; at half, a connection
+	// that still has read nothing is retired and its queries fail with
+	// ErrSilent, while a query unanswered on a connection that answers
+	// others is sent once more. Balance gives each attempt at least this
+	// long, so that the pool's recovery comes first. Zero means the
+	// default.
 	AttemptTimeout time.Duration
+	// ProbeName is the name queried (type NS) to test whether a quiet
+	// connection is alive. Empty means the root, which every resolver
+	// answers from its cache.
+	ProbeName string
 	// FastOpen enables TCP Fast Open on connect where the kernel allows it.
 	FastOpen bool
 	// Rewrite is what the pool changes in each query it sends: EDNS(0)
@@ -100,6 +109,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.AttemptTimeout <= 0 {
 		c.AttemptTimeout = DefaultAttemptTimeout
+	}
+	if c.ProbeName == "" {
+		c.ProbeName = "."
 	}
 	if c.Observer == nil {
 		c.Observer = NopObserver{}

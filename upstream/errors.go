@@ -17,15 +17,32 @@ var (
 	// matches a configured pin.
 	ErrPinMismatch = errors.New("upstream: no certificate matches a pin")
 
+	// ErrSilent is returned for the queries on a connection that owed
+	// answers, read nothing for half an attempt timeout, and left a probe
+	// query unanswered too: the path or the resolver is broken, so the
+	// query should go to another upstream.
+	ErrSilent = errors.New("upstream: connection fell silent")
+	// ErrDeadline is returned when a query's deadline passes before its
+	// answer. It reports Timeout: the upstream was slow, not broken.
+	ErrDeadline error = timeoutError("upstream: query deadline passed")
+
 	// errConnLost means the connection a query was on ended before the
 	// answer came: the query may be sent again.
 	errConnLost = errors.New("upstream: connection lost")
-	// errSilent retires a connection that owes answers and sends nothing.
-	errSilent = errors.New("upstream: connection silent")
 	// errShortAnswer is a frame too short to carry an ID: the stream can no
 	// longer be trusted.
 	errShortAnswer = errors.New("upstream: answer shorter than a DNS header")
 )
+
+// timeoutError is an error that reports Timeout, as net.Error does, so that
+// callers can tell a slow upstream from a broken one without importing this
+// package.
+type timeoutError string
+
+func (e timeoutError) Error() string { return string(e) }
+
+// Timeout reports true: the error means that time ran out.
+func (e timeoutError) Timeout() bool { return true }
 
 // DialError reports a failure to open a connection to an upstream.
 type DialError struct {

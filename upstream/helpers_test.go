@@ -2,7 +2,6 @@ package upstream_test
 
 import (
 	"bytes"
-	"context"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -115,12 +114,8 @@ func checkAnswer(tb testing.TB, q, ans []byte) {
 	}
 }
 
-func ctxTimeout(tb testing.TB, d time.Duration) context.Context {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	tb.Cleanup(cancel)
-	return ctx
-}
+// within returns the deadline d from now.
+func within(d time.Duration) time.Time { return time.Now().Add(d) }
 
 func containsName(raw []byte, name string) bool {
 	return bytes.Contains(raw, []byte(name))

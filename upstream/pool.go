@@ -42,24 +42,25 @@ type Pool struct {
 	wg     sync.WaitGroup
 
 	inflight atomic.Int64  // queries inside Exchange
+	probe    []byte        // the liveness probe query, ID set per send
 	rewrite  bool          // cfg.Rewrite asks for a change to queries
 	tick     time.Duration // how often the janitor looks at the connections
 
 	mu       sync.Mutex // guards the fields below and conn.inflight/idleSince
 	conns    []*conn    // open connections, oldest first
-	dialing  *dialCall  // the connection being opened, if any
-	wake     chan struct{}
-	waiters  int // Exchange calls waiting on wake
+	dialing  bool       // a connection is being opened
+	waitq    []*call    // queries waiting for a slot, first come first served
 	closed   bool
 	failures int       // consecutive failed dials
 	nextWarm time.Time // earliest next background dial after a failure
 	lastErr  string    // last dial error logged, to log each cause once
 }
 
-// dialCall is one connection being opened; done is closed when it ends.
-type dialCall struct {
-	done chan struct{}
-	err  error
+// slot is what a query waiting in acquire is handed: a connection with a
+// slot reserved for it, or the error that ends its wait.
+type slot struct {
+	c   *conn
+	err error
 }
 
 // Stats is a snapshot of a pool's state.
@@ -77,12 +78,18 @@ func New(cfg Config) (*Pool, error) {
 	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
 		return nil, err
 	}
+	probe, err := dnsmsg.NewQuery(0, cfg.ProbeName, dnsmsg.TypeNS)
+	if err != nil {
+		return nil, err
+	}
+	// Padded like any query, so that probes look like the rest.
+	probe, _ = dnsmsg.AppendUpstreamQuery(nil, probe, cfg.Rewrite)
 	p := &Pool{
 		cfg:     cfg,
 		obs:     cfg.Observer,
 		log:     cfg.Logger.With("upstream", cfg.Addr),
 		stop:    make(chan struct{}),
-		wake:    make(chan struct{}),
+		probe:   probe,
 		rewrite: cfg.Rewrite != (dnsmsg.Rewrite{}),
 		tick:    max(min(cfg.IdleTimeout, cfg.AttemptTimeout)/4, 5*time.Millisecond),
 		dialer: net.Dialer{
@@ -127,10 +134,18 @@ func (p *Pool) Stats() Stats {
 
 // Exchange sends query to the resolver and returns its answer, carrying the
 // query's own ID. query is not modified and may be reused once Exchange
-// returns. When the connection the query was on dies or falls silent before
-// the answer, the query is sent again on another connection, as long as ctx
-// allows.
-func (p *Pool) Exchange(ctx context.Context, query []byte) ([]byte, error) {
+// returns.
+//
+// The pool owns the recovery of a single query: when the connection it was
+// on is closed or reset by the server, it is sent again on another
+// connection; when it goes unanswered on a connection that answers others,
+// it is sent once more on it. It fails with ErrSilent when its connection
+// stops answering anything, a probe included (the upstream or the path to
+// it is broken); with ErrDeadline at deadline (it reports Timeout: the
+// query was slow or lost, the upstream is not broken); with a *DialError
+// when no connection can be opened; and with ErrClosed once the pool is
+// closed.
+func (p *Pool) Exchange(query []byte, deadline time.Time) ([]byte, error) {
 	if len(query) < dnsmsg.HeaderLen {
 		return nil, ErrShortQuery
 	}
@@ -149,12 +164,14 @@ func (p *Pool) Exchange(ctx context.Context, query []byte) ([]byte, error) {
 		if attempt > 0 {
 			p.obs.Resent()
 		}
+		cl := getCall()
 		var c *conn
-		if c, err = p.acquire(ctx); err != nil {
+		if c, err = p.acquire(cl, deadline); err != nil {
+			putCall(cl)
 			return nil, err
 		}
 		var ans []byte
-		ans, err = c.exchange(ctx, wire, added)
+		ans, err = c.exchange(cl, wire, added, deadline)
 		p.release(c)
 		if err == nil {
 			return ans, nil
@@ -177,7 +194,7 @@ func (p *Pool) Close() error {
 	p.closed = true
 	conns := p.conns
 	p.conns = nil
-	p.wakeLocked()
+	p.failWaitersLocked(ErrClosed)
 	p.mu.Unlock()
 	p.cancel()
 	close(p.stop)
@@ -189,8 +206,10 @@ func (p *Pool) Close() error {
 }
 
 // acquire reserves a slot on a connection with room, opening a new
-// connection when all are full and the cap allows.
-func (p *Pool) acquire(ctx context.Context) (*conn, error) {
+// connection when all are full and the cap allows. When none has room, the
+// query waits in line, and slots freed or opened are handed out in the order
+// the queries came, one each: no wake-up of every waiter, no overtaking.
+func (p *Pool) acquire(cl *call, deadline time.Time) (*conn, error) {
 	for {
 		p.mu.Lock()
 		if p.closed {
@@ -198,47 +217,80 @@ func (p *Pool) acquire(ctx context.Context) (*conn, error) {
 			return nil, ErrClosed
 		}
 		if c := p.pickLocked(); c != nil {
-			if c.inflight == 0 {
-				c.markBusy()
-			}
 			c.inflight++
 			p.mu.Unlock()
 			return c, nil
 		}
-		d := p.dialing
-		if d == nil && len(p.conns) < p.cfg.MaxConns {
-			d = p.dialLocked()
-		}
-		var dialDone chan struct{}
-		if d != nil {
-			dialDone = d.done
-		}
-		wake := p.wake
-		p.waiters++
+		p.waitq = append(p.waitq, cl)
+		p.growLocked()
 		p.mu.Unlock()
 
-		var err error
+		var s slot
+		cl.arm(time.Until(deadline))
 		select {
-		case <-ctx.Done():
-			err = ctx.Err()
-		case <-wake:
-		case <-dialDone:
-			err = d.err
-		}
-		p.mu.Lock()
-		p.waiters--
-		p.mu.Unlock()
-		if err == nil && d != nil {
-			select {
-			case <-d.done:
-				err = d.err // the dial this query waited for failed
-			default:
+		case s = <-cl.slot:
+			cl.timer.Stop()
+		case <-cl.timer.C:
+			p.mu.Lock()
+			waiting := p.unqueueLocked(cl)
+			p.mu.Unlock()
+			if waiting {
+				return nil, ErrDeadline
 			}
+			s = <-cl.slot // handed over as the timer fired
 		}
-		if err != nil {
-			return nil, err
+		if s.err != nil || s.c != nil {
+			return s.c, s.err
 		}
 	}
+}
+
+// unqueueLocked takes cl out of the wait queue and reports whether it was
+// there.
+func (p *Pool) unqueueLocked(cl *call) bool {
+	for i, w := range p.waitq {
+		if w == cl {
+			p.waitq = append(p.waitq[:i], p.waitq[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// handSlotsLocked gives the waiting queries, first come first served, the
+// free slots of the open connections, then opens another connection if some
+// are still waiting and the cap allows.
+func (p *Pool) handSlotsLocked() {
+	for len(p.waitq) > 0 {
+		c := p.pickLocked()
+		if c == nil {
+			break
+		}
+		cl := p.waitq[0]
+		n := copy(p.waitq, p.waitq[1:])
+		p.waitq[n] = nil
+		p.waitq = p.waitq[:n]
+		c.inflight++
+		cl.slot <- slot{c: c} // never blocks: a waiter is handed one slot
+	}
+	p.growLocked()
+}
+
+// growLocked starts a dial when queries wait and no connection is being
+// opened already.
+func (p *Pool) growLocked() {
+	if len(p.waitq) > 0 && !p.dialing && !p.closed && len(p.conns) < p.cfg.MaxConns {
+		p.dialLocked()
+	}
+}
+
+// failWaitersLocked ends the wait of every waiting query with err.
+func (p *Pool) failWaitersLocked(err error) {
+	for i, cl := range p.waitq {
+		cl.slot <- slot{err: err}
+		p.waitq[i] = nil
+	}
+	p.waitq = p.waitq[:0]
 }
 
 // pickLocked returns the oldest connection with room. Filling the oldest
@@ -259,30 +311,23 @@ func (p *Pool) release(c *conn) {
 	if c.inflight == 0 {
 		c.idleSince = time.Now()
 	}
-	if p.waiters > 0 {
-		p.wakeLocked()
+	if len(p.waitq) > 0 {
+		p.handSlotsLocked()
 	}
 	p.mu.Unlock()
-}
-
-// wakeLocked wakes every acquire waiting for room.
-func (p *Pool) wakeLocked() {
-	close(p.wake)
-	p.wake = make(chan struct{})
 }
 
 // dialLocked starts opening a connection. The dial runs on the pool's own
 // context, not a query's: a connection that a query gave up waiting for is
 // still pooled for the next one.
-func (p *Pool) dialLocked() *dialCall {
-	d := &dialCall{done: make(chan struct{})}
-	p.dialing = d
+func (p *Pool) dialLocked() {
+	p.dialing = true
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
 		c, err := p.open()
 		p.mu.Lock()
-		p.dialing = nil
+		p.dialing = false
 		if p.closed {
 			err = ErrClosed // whatever the dial said, Close cut it short
 		}
@@ -290,20 +335,20 @@ func (p *Pool) dialLocked() *dialCall {
 			p.conns = append(p.conns, c)
 			c.start()
 			p.failures = 0
+			p.handSlotsLocked()
 		} else {
 			p.failures++
 			p.nextWarm = time.Now().Add(backoff(p.failures))
+			// The queries waiting for room fail now and go elsewhere,
+			// rather than wait on an upstream that cannot be reached.
+			p.failWaitersLocked(err)
 		}
-		d.err = err
-		close(d.done) // before the wake-up, so that waiters see the error
-		p.wakeLocked()
 		p.mu.Unlock()
 		if err != nil && c != nil {
 			c.shut(CloseShutdown, nil)
 		}
 		p.logDial(err)
 	}()
-	return d
 }
 
 // backoff spaces background dials after failures: 250 ms doubling to 30 s.
@@ -376,12 +421,13 @@ func (p *Pool) remove(c *conn) {
 			break
 		}
 	}
-	p.wakeLocked()
+	p.growLocked()
 	p.mu.Unlock()
 }
 
-// janitor closes idle connections, retires silent ones and keeps the warm
-// ones open. It never does I/O while holding the lock.
+// janitor closes idle connections and keeps the warm ones open. It never
+// does I/O while holding the lock. Silence is not its business: each query
+// watches its own connection (see conn).
 func (p *Pool) janitor() {
 	defer p.wg.Done()
 	t := time.NewTicker(p.tick)
@@ -397,27 +443,20 @@ func (p *Pool) janitor() {
 }
 
 func (p *Pool) upkeep(now time.Time) {
-	var idle, silent []*conn
+	var idle []*conn
 	p.mu.Lock()
 	for _, c := range p.conns {
-		switch {
-		case c.inflight == 0 && now.Sub(c.idleSince) >= c.idleLimit(p.tick):
+		if c.inflight == 0 && now.Sub(c.idleSince) >= c.idleLimit(p.tick) {
 			idle = append(idle, c)
-		case c.inflight > 0 && c.owesSince(now) >= p.cfg.AttemptTimeout:
-			silent = append(silent, c)
 		}
 	}
-	open := len(p.conns) - len(idle) - len(silent)
-	if !p.closed && p.dialing == nil && open < p.cfg.WarmConns && !now.Before(p.nextWarm) {
+	open := len(p.conns) - len(idle)
+	if !p.closed && !p.dialing && open < p.cfg.WarmConns && !now.Before(p.nextWarm) {
 		p.dialLocked()
 	}
 	p.mu.Unlock()
 	for _, c := range idle {
 		c.shut(CloseIdle, nil)
-	}
-	for _, c := range silent {
-		p.log.Debug("retiring silent upstream connection")
-		c.shut(CloseError, errSilent)
 	}
 }
 

@@ -1,7 +1,6 @@
 package upstream_test
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -9,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,7 +23,7 @@ func TestExchangeRestoresID(t *testing.T) {
 	for _, id := range []uint16{0, 1, 0xBEEF, 0xFFFF} {
 		q := query(t, "example.org", id)
 		orig := slices.Clone(q)
-		ans, err := p.Exchange(ctxTimeout(t, 5*time.Second), q)
+		ans, err := p.Exchange(q, within(5*time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -41,7 +41,7 @@ func TestExchangeOverIPv6(t *testing.T) {
 	srv := dottest.Start(t, dottest.Options{Addr: "[::1]:0"})
 	p, _ := newPool(t, srv, func(c *upstream.Config) { c.ServerName = "::1" })
 	q := query(t, "v6.example", 7)
-	ans, err := p.Exchange(ctxTimeout(t, 5*time.Second), q)
+	ans, err := p.Exchange(q, within(5*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func exchangeMany(t *testing.T, p *upstream.Pool, n int) {
 		go func() {
 			defer wg.Done()
 			q := query(t, fmt.Sprintf("q%d.example", i), 42)
-			ans, err := p.Exchange(ctxTimeout(t, 20*time.Second), q)
+			ans, err := p.Exchange(q, within(20*time.Second))
 			if err != nil {
 				errs <- err
 				return
@@ -144,7 +144,7 @@ func TestServerClosingConnectionsFailsNoQuery(t *testing.T) {
 	p, rec := newPool(t, srv, nil)
 	for i := range 20 {
 		q := query(t, fmt.Sprintf("n%d.example", i), uint16(i))
-		ans, err := p.Exchange(ctxTimeout(t, 5*time.Second), q)
+		ans, err := p.Exchange(q, within(5*time.Second))
 		if err != nil {
 			t.Fatalf("query %d: %v", i, err)
 		}
@@ -159,7 +159,7 @@ func TestResetMidAnswerIsResent(t *testing.T) {
 	srv := dottest.Start(t, dottest.Options{ResetMidAnswer: func(conn int) bool { return conn == 0 }})
 	p, rec := newPool(t, srv, nil)
 	q := query(t, "reset.example", 9)
-	ans, err := p.Exchange(ctxTimeout(t, 5*time.Second), q)
+	ans, err := p.Exchange(q, within(5*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,32 +172,89 @@ func TestResetMidAnswerIsResent(t *testing.T) {
 	}
 }
 
+// TestSilentConnectionIsRetired: a connection that reads nothing, not even
+// the answer to the probe sent behind the query, is retired and its query
+// fails with ErrSilent, for balance to take elsewhere; the pool then opens
+// a new connection for the next query.
 func TestSilentConnectionIsRetired(t *testing.T) {
 	srv := dottest.Start(t, dottest.Options{Silent: func(conn int) bool { return conn == 0 }})
-	p, rec := newPool(t, srv, func(c *upstream.Config) { c.AttemptTimeout = 100 * time.Millisecond })
-	q := query(t, "silent.example", 10)
-	ans, err := p.Exchange(ctxTimeout(t, 10*time.Second), q)
+	p, rec := newPool(t, srv, func(c *upstream.Config) { c.AttemptTimeout = 400 * time.Millisecond })
+	_, err := p.Exchange(query(t, "silent.example", 10), within(10*time.Second))
+	if !errors.Is(err, upstream.ErrSilent) {
+		t.Fatalf("err = %v, want ErrSilent", err)
+	}
+	if r := dottest.Await(t, rec.closes, "close event"); r != upstream.CloseError {
+		t.Fatalf("close reason %q, want %q", r, upstream.CloseError)
+	}
+	// The server got the probe on the silent connection too.
+	if got := srv.Queries(); got < 2 {
+		t.Fatalf("server saw %d queries, want the query and a probe", got)
+	}
+	q := query(t, "next.example", 11)
+	ans, err := p.Exchange(q, within(10*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkAnswer(t, q, ans)
-	// Once at least; again if a loaded machine kept the next connection's
-	// answer past the attempt timeout too.
-	if rec.resent.Load() < 1 {
-		t.Fatalf("resent = %d, want at least 1", rec.resent.Load())
+}
+
+// TestLostQueryIsResent: on a connection that answers other queries, a
+// query whose answer never comes is sent once more, and the second copy's
+// answer is the query's answer; the connection stays.
+func TestLostQueryIsResent(t *testing.T) {
+	var dropped atomic.Bool
+	srv := dottest.Start(t, dottest.Options{
+		Concurrent: true,
+		Handler: func(q *dns.Msg) *dns.Msg {
+			if q.Question[0].Name == "lost.example." && !dropped.Swap(true) {
+				return nil // the first copy is lost
+			}
+			return dottest.DefaultHandler(q)
+		},
+	})
+	p, rec := newPool(t, srv, func(c *upstream.Config) { c.AttemptTimeout = 400 * time.Millisecond; c.MaxConns = 1 })
+	// Keep the connection busy, answering others, while the lost query
+	// waits: a probe would do the same.
+	stop := make(chan struct{})
+	busy := make(chan error, 1)
+	go func() {
+		for i := range 100000 { // bounded: stop comes long before
+			select {
+			case <-stop:
+				busy <- nil
+				return
+			default:
+			}
+			if _, err := p.Exchange(query(t, fmt.Sprintf("busy%d.example", i), uint16(i)), within(10*time.Second)); err != nil {
+				busy <- err
+				return
+			}
+		}
+		busy <- nil
+	}()
+	q := query(t, "lost.example", 12)
+	ans, err := p.Exchange(q, within(10*time.Second))
+	close(stop)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if r := dottest.Await(t, rec.closes, "close event"); r != upstream.CloseError {
-		t.Fatalf("close reason %q, want %q", r, upstream.CloseError)
+	checkAnswer(t, q, ans)
+	if err := <-busy; err != nil {
+		t.Fatalf("a query on the busy connection failed: %v", err)
+	}
+	if got := rec.resent.Load(); got < 1 {
+		t.Fatalf("resent = %d, want at least 1", got)
+	}
+	if got := srv.Accepted(); got != 1 {
+		t.Fatalf("%d connections, want the one", got)
 	}
 }
 
 func TestDeadlineWithSilentServer(t *testing.T) {
 	srv := dottest.Start(t, dottest.Options{Silent: func(int) bool { return true }})
 	p, _ := newPool(t, srv, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	_, err := p.Exchange(ctx, query(t, "never.example", 1))
-	if !errors.Is(err, context.DeadlineExceeded) {
+	_, err := p.Exchange(query(t, "never.example", 1), within(50*time.Millisecond))
+	if !errors.Is(err, upstream.ErrDeadline) {
 		t.Fatalf("err = %v, want deadline exceeded", err)
 	}
 }
@@ -213,18 +270,16 @@ func TestUnmatchedAnswerIsDropped(t *testing.T) {
 	p, rec := newPool(t, srv, func(c *upstream.Config) { c.MaxConns = 1 })
 	// Open the connection first, so that the short deadline below cannot
 	// expire before the query is written.
-	if _, err := p.Exchange(ctxTimeout(t, 5*time.Second), query(t, "open.example", 2)); err != nil {
+	if _, err := p.Exchange(query(t, "open.example", 2), within(5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	if _, err := p.Exchange(ctx, query(t, "stray.example", 3)); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := p.Exchange(query(t, "stray.example", 3), within(50*time.Millisecond)); !errors.Is(err, upstream.ErrDeadline) {
 		t.Fatalf("err = %v, want deadline exceeded", err)
 	}
 	// The connection stays usable: the next query is answered on it. The
 	// server answers in order, so the stray answer has been read by then.
 	q := query(t, "fine.example", 4)
-	ans, err := p.Exchange(ctxTimeout(t, 5*time.Second), q)
+	ans, err := p.Exchange(q, within(5*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +294,7 @@ func TestWrongCertificateSendsNoPlaintext(t *testing.T) {
 	cert := ca.Leaf(t, "other.test")
 	srv := dottest.Start(t, dottest.Options{Cert: &cert})
 	p, rec := newPool(t, srv, func(c *upstream.Config) { c.RootCAs = ca.Pool })
-	_, err := p.Exchange(ctxTimeout(t, 5*time.Second), query(t, "secretname.example", 5))
+	_, err := p.Exchange(query(t, "secretname.example", 5), within(5*time.Second))
 	var de *upstream.DialError
 	if !errors.As(err, &de) || de.Stage != upstream.StageVerify {
 		t.Fatalf("err = %v, want a verify DialError", err)
@@ -264,7 +319,7 @@ func TestUnknownCAIsRejected(t *testing.T) {
 	srv := dottest.Start(t, dottest.Options{})
 	other := dottest.NewCA(t)
 	p, _ := newPool(t, srv, func(c *upstream.Config) { c.RootCAs = other.Pool })
-	_, err := p.Exchange(ctxTimeout(t, 5*time.Second), query(t, "x.example", 5))
+	_, err := p.Exchange(query(t, "x.example", 5), within(5*time.Second))
 	var de *upstream.DialError
 	if !errors.As(err, &de) || de.Stage != upstream.StageVerify {
 		t.Fatalf("err = %v, want a verify DialError", err)
@@ -291,7 +346,7 @@ func TestPins(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p, _ := newPool(t, srv, func(c *upstream.Config) { c.Pins = tt.pins })
-			_, err := p.Exchange(ctxTimeout(t, 5*time.Second), query(t, "pin.example", 5))
+			_, err := p.Exchange(query(t, "pin.example", 5), within(5*time.Second))
 			if tt.ok && err != nil {
 				t.Fatal(err)
 			}
@@ -316,7 +371,7 @@ func TestConnectRefused(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer p.Close()
-			_, err = p.Exchange(ctxTimeout(t, 5*time.Second), query(t, "x.example", 5))
+			_, err = p.Exchange(query(t, "x.example", 5), within(5*time.Second))
 			var de *upstream.DialError
 			if !errors.As(err, &de) || de.Stage != upstream.StageConnect {
 				t.Fatalf("err = %v, want a connect DialError", err)
@@ -329,7 +384,7 @@ func TestIdleConnectionsClose(t *testing.T) {
 	srv := dottest.Start(t, dottest.Options{})
 	p, rec := newPool(t, srv, func(c *upstream.Config) { c.IdleTimeout = 20 * time.Millisecond })
 	q := query(t, "idle.example", 1)
-	if _, err := p.Exchange(ctxTimeout(t, 5*time.Second), q); err != nil {
+	if _, err := p.Exchange(q, within(5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	if r := dottest.Await(t, rec.closes, "idle close"); r != upstream.CloseIdle {
@@ -355,7 +410,7 @@ func TestWarmConnectionAndResumption(t *testing.T) {
 	// TLS 1.3 tickets arrive after the handshake: the first connection
 	// must read before it can resume, so give it a query.
 	q := query(t, "warm.example", 1)
-	ans, err := p.Exchange(ctxTimeout(t, 5*time.Second), q)
+	ans, err := p.Exchange(q, within(5*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -372,7 +427,7 @@ func TestCloseFailsQueriesInFlight(t *testing.T) {
 	errs := make(chan error, 10)
 	for i := range 10 {
 		go func() {
-			_, err := p.Exchange(context.Background(), query(t, "stuck.example", uint16(i)))
+			_, err := p.Exchange(query(t, "stuck.example", uint16(i)), within(time.Minute))
 			errs <- err
 		}()
 	}
@@ -388,7 +443,7 @@ func TestCloseFailsQueriesInFlight(t *testing.T) {
 func TestShortQueryRejected(t *testing.T) {
 	srv := dottest.Start(t, dottest.Options{})
 	p, _ := newPool(t, srv, nil)
-	if _, err := p.Exchange(context.Background(), []byte{1, 2, 3}); !errors.Is(err, upstream.ErrShortQuery) {
+	if _, err := p.Exchange([]byte{1, 2, 3}, within(time.Minute)); !errors.Is(err, upstream.ErrShortQuery) {
 		t.Fatalf("err = %v", err)
 	}
 }

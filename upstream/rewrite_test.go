@@ -64,7 +64,7 @@ func TestQueriesLeavePaddedAndAnswersComeBackClean(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ans, err := p.Exchange(ctxTimeout(t, 5*time.Second), q)
+			ans, err := p.Exchange(q, within(5*time.Second))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -103,7 +103,7 @@ func TestUnpaddedPoolSendsQueriesAsTheyAre(t *testing.T) {
 	srv := dottest.Start(t, dottest.Options{Inspect: func(raw []byte) { sizes <- len(raw) }})
 	p, _ := newPool(t, srv, nil)
 	q := query(t, "asis.example", 1)
-	if _, err := p.Exchange(ctxTimeout(t, 5*time.Second), q); err != nil {
+	if _, err := p.Exchange(q, within(5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	if got := dottest.Await(t, sizes, "a query"); got != len(q) {
@@ -122,7 +122,7 @@ func TestResolverKeepaliveTimeoutIsHonoured(t *testing.T) {
 	})
 	for i := range 3 {
 		q := query(t, fmt.Sprintf("ka%d.example", i), uint16(i))
-		if _, err := p.Exchange(ctxTimeout(t, 5*time.Second), q); err != nil {
+		if _, err := p.Exchange(q, within(5*time.Second)); err != nil {
 			t.Fatal(err)
 		}
 	}
