@@ -14,7 +14,8 @@ import (
 // Its methods must be safe for concurrent use.
 type Upstream interface {
 	// Exchange sends query and returns the answer, with the query's ID. It
-	// must not modify query, and must return by deadline. The upstream owns
+	// must not modify query nor read it once it has returned, and must
+	// return by deadline. The upstream owns
 	// the recovery of a single query (sending it again when a connection
 	// dies or a query is lost), within Config.SlowAfter, the least time
 	// balance gives an attempt. An error that reports Timeout

@@ -1,6 +1,7 @@
 package balance
 
 import (
+	"bytes"
 	"time"
 )
 
@@ -21,6 +22,9 @@ func (b *Balancer) resolveHedged(query []byte, deadline time.Time) ([]byte, stri
 	if !time.Now().Before(deadline) {
 		return nil, "", errDeadline
 	}
+	// The attempts still running after Resolve has returned read the query
+	// then, and the caller may reuse its buffer: they get a copy.
+	query = bytes.Clone(query)
 	// One slot per possible attempt, so that no attempt blocks on sending
 	// its result after Resolve has returned.
 	results := make(chan result, b.cfg.MaxRetries+2)

@@ -3,6 +3,7 @@ package proxy
 import (
 	"encoding/binary"
 	"net"
+	"slices"
 
 	"golang.org/x/sys/unix"
 )
@@ -27,11 +28,13 @@ func enablePktinfo(pc *net.UDPConn) bool {
 	return ok
 }
 
-// replySource turns the control messages received with a query into the one
-// that sends the reply from the query's destination address, or nil when
-// they name none. An IPv4 query on a dual-stack socket brings both kinds;
-// the IPv4 one is used, which Linux honours on an IPv6 socket too.
-func replySource(oob []byte) []byte {
+// appendReplySource appends to dst the control message that sends the
+// reply from the query's destination address, found in the control messages
+// oob received with the query, and returns dst unchanged when they name
+// none. An IPv4 query on a dual-stack socket brings both kinds; the IPv4 one
+// is used, which Linux honours on an IPv6 socket too. It does not allocate
+// when dst has room for a control message (oobSize bytes).
+func appendReplySource(dst, oob []byte) []byte {
 	var dst6 [16]byte
 	var ifIndex6 uint32
 	have6 := false
@@ -44,10 +47,12 @@ func replySource(oob []byte) []byte {
 		switch {
 		case level == unix.IPPROTO_IP && typ == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo:
 			// struct in_pktinfo: ifindex, spec_dst, then addr, the
-			// destination in the datagram's header.
-			dst := [4]byte(data[8:12])
-			if dst != [4]byte{} {
-				return unix.PktInfo4(&unix.Inet4Pktinfo{Spec_dst: dst})
+			// destination in the datagram's header. The reply's
+			// in_pktinfo names it as spec_dst, with no ifindex.
+			if [4]byte(data[8:12]) != [4]byte{} {
+				var info [unix.SizeofInet4Pktinfo]byte
+				copy(info[4:8], data[8:12])
+				return appendCmsg(dst, unix.IPPROTO_IP, unix.IP_PKTINFO, info[:])
 			}
 		case level == unix.IPPROTO_IPV6 && typ == unix.IPV6_PKTINFO && len(data) >= unix.SizeofInet6Pktinfo:
 			dst6, ifIndex6, have6 = [16]byte(data[:16]), binary.NativeEndian.Uint32(data[16:20]), true
@@ -55,13 +60,34 @@ func replySource(oob []byte) []byte {
 	}
 	ip := net.IP(dst6[:])
 	if !have6 || ip.IsUnspecified() || ip.To4() != nil {
-		return nil
+		return dst
 	}
-	info := unix.Inet6Pktinfo{Addr: dst6}
+	// struct in6_pktinfo: the address, then the interface index, which a
+	// link-local source needs, being only valid on its link.
+	var info [unix.SizeofInet6Pktinfo]byte
+	copy(info[:16], dst6[:])
 	if ip.IsLinkLocalUnicast() {
-		info.Ifindex = ifIndex6 // a link-local source is only valid on its link
+		binary.NativeEndian.PutUint32(info[16:], ifIndex6)
 	}
-	return unix.PktInfo6(&info)
+	return appendCmsg(dst, unix.IPPROTO_IPV6, unix.IPV6_PKTINFO, info[:])
+}
+
+// appendCmsg appends one control message: the header nextCmsg reads, then
+// data, padded to the alignment of a size_t.
+func appendCmsg(dst []byte, level, typ int32, data []byte) []byte {
+	start := len(dst)
+	dst = slices.Grow(dst, unix.CmsgSpace(len(data)))[:start+unix.CmsgSpace(len(data))]
+	m := dst[start:]
+	clear(m)
+	if unix.SizeofCmsghdr == 16 {
+		binary.NativeEndian.PutUint64(m, uint64(unix.CmsgLen(len(data))))
+	} else {
+		binary.NativeEndian.PutUint32(m, uint32(unix.CmsgLen(len(data))))
+	}
+	binary.NativeEndian.PutUint32(m[unix.SizeofCmsghdr-8:], uint32(level))
+	binary.NativeEndian.PutUint32(m[unix.SizeofCmsghdr-4:], uint32(typ))
+	copy(m[unix.CmsgLen(0):], data)
+	return dst
 }
 
 // nextCmsg splits the first control message off oob: struct cmsghdr is the

@@ -9,5 +9,5 @@ import "net"
 // chooses, which is right on a host with one address per route.
 func enablePktinfo(*net.UDPConn) bool { return false }
 
-// replySource is never called where enablePktinfo reports false.
-func replySource([]byte) []byte { return nil }
+// appendReplySource is never called where enablePktinfo reports false.
+func appendReplySource(dst, _ []byte) []byte { return dst }

@@ -3,7 +3,8 @@ package proxy
 import "time"
 
 // Resolver forwards one query and returns the answer. Implementations must be
-// safe for concurrent use, must not modify query, must return an answer that
+// safe for concurrent use, must not modify query nor read it once Resolve
+// has returned (the caller reuses its buffer), must return an answer that
 // carries the query's own ID and that the caller may keep, and must return
 // by deadline. The deadline is a value rather than a context: a query costs
 // no context and no timer of its own on its way through.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/dotproxy/dotproxy/dnsmsg"
@@ -35,22 +36,26 @@ func newUDPListener(pc *net.UDPConn) *udpListener {
 // the second.
 const oobSize = 128
 
-// read reads one datagram into buf. For a wildcard listener it also returns
-// the control message that sends the reply from the query's destination.
-func (l *udpListener) read(buf, oob []byte) (n int, client netip.AddrPort, replyOOB []byte, err error) {
+// read reads one datagram into buf and oob, shared by every query of the
+// listener, and keeps in q its client and, for a wildcard listener, the
+// control message that sends the reply from the query's destination.
+func (l *udpListener) read(buf, oob []byte, q *udpQuery) (n int, err error) {
 	if !l.wildcard {
-		n, client, err = l.pc.ReadFromUDPAddrPort(buf)
-		return n, client, nil, err
+		n, q.client, err = l.pc.ReadFromUDPAddrPort(buf)
+		q.replyOOB = q.replyOOB[:0]
+		return n, err
 	}
 	n, oobn, _, client, err := l.pc.ReadMsgUDPAddrPort(buf, oob)
+	q.client = client
 	if err != nil {
-		return n, client, nil, err
+		return n, err
 	}
-	return n, client, replySource(oob[:oobn]), nil
+	q.replyOOB = appendReplySource(q.replyOOB[:0], oob[:oobn])
+	return n, nil
 }
 
 func (l *udpListener) write(reply, oob []byte, client netip.AddrPort) error {
-	if oob == nil {
+	if len(oob) == 0 {
 		_, err := l.pc.WriteToUDPAddrPort(reply, client)
 		return err
 	}
@@ -58,42 +63,101 @@ func (l *udpListener) write(reply, oob []byte, client netip.AddrPort) error {
 	return err
 }
 
+// udpQuery is one datagram on its way through: copied out of the
+// listener's read buffer, handled and answered, then put back in udpQueries
+// for the next. The copy is the query's own while the resolver reads it.
+type udpQuery struct {
+	msg      []byte // the query; its capacity is kept for the next
+	client   netip.AddrPort
+	arrived  time.Time
+	replyOOB []byte // into replyBuf
+	replyBuf [oobSize]byte
+}
+
+// queryCap is a pooled query's capacity: the largest UDP payload that
+// RFC 8467 and DNS Flag Day 2020 advise, which holds any usual query. A
+// larger one grows its buffer once.
+const queryCap = 1232
+
+var udpQueries = sync.Pool{New: func() any {
+	q := &udpQuery{msg: make([]byte, 0, queryCap)}
+	q.replyOOB = q.replyBuf[:0]
+	return q
+}}
+
+// workerIdle is how long a UDP worker waits for the next query before it
+// ends: long enough to carry a steady load with no goroutine started per
+// query, short enough that a burst leaves no crowd of idle goroutines.
+const workerIdle = 2 * time.Second
+
+// serveUDP reads queries and hands each to an idle worker, starting a new
+// worker only when none is idle. Workers and query buffers are reused, so
+// that a query in steady state costs no goroutine start and no allocation.
 func (s *Server) serveUDP(pc *net.UDPConn) {
 	defer s.wg.Done()
 	l := newUDPListener(pc)
 	slots := make(chan struct{}, s.cfg.UDPMaxInFlight)
+	work := make(chan *udpQuery)
+	defer close(work) // idle workers end; busy ones end after their query
 	buf := make([]byte, maxDatagram)
 	oob := make([]byte, oobSize)
 	for {
-		n, client, replyOOB, err := l.read(buf, oob)
+		q := udpQueries.Get().(*udpQuery)
+		n, err := l.read(buf, oob, q)
 		if err != nil {
+			udpQueries.Put(q)
 			if s.isStopping() || errors.Is(err, net.ErrClosed) {
 				return
 			}
 			s.log.Warn("udp read failed", "addr", pc.LocalAddr().String(), "err", err.Error())
 			continue
 		}
-		arrived := time.Now()
+		q.arrived = time.Now()
 		if n < dnsmsg.HeaderLen {
 			s.obs.Dropped(UDP, DropShort)
+			udpQueries.Put(q)
 			continue
 		}
-		// The query leaves the shared buffer: the resolver may still be
-		// reading it (a hedged copy) after the reply has gone.
-		msg := make([]byte, n)
-		copy(msg, buf)
+		q.msg = append(q.msg[:0], buf[:n]...)
 		slots <- struct{}{}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			defer func() { <-slots }()
-			reply := s.handle(UDP, client.Addr(), msg, arrived)
-			if reply == nil {
+		select {
+		case work <- q:
+		default:
+			s.wg.Add(1)
+			go s.udpWorker(l, q, work, slots)
+		}
+	}
+}
+
+// udpWorker answers q, then each query handed to it on work, until work is
+// closed or no query comes for workerIdle.
+func (s *Server) udpWorker(l *udpListener, q *udpQuery, work <-chan *udpQuery, slots <-chan struct{}) {
+	defer s.wg.Done()
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		s.answerUDP(l, q)
+		<-slots
+		udpQueries.Put(q)
+		idle.Reset(workerIdle)
+		var ok bool
+		select {
+		case q, ok = <-work:
+			if !ok {
 				return
 			}
-			if err := l.write(reply, replyOOB, client); err != nil && !errors.Is(err, net.ErrClosed) {
-				s.log.Debug("udp write failed", "client", client.String(), "err", err.Error())
-			}
-		}()
+		case <-idle.C:
+			return
+		}
+	}
+}
+
+func (s *Server) answerUDP(l *udpListener, q *udpQuery) {
+	reply := s.handle(UDP, q.client.Addr(), q.msg, q.arrived)
+	if reply == nil {
+		return
+	}
+	if err := l.write(reply, q.replyOOB, q.client); err != nil && !errors.Is(err, net.ErrClosed) {
+		s.log.Debug("udp write failed", "client", q.client.String(), "err", err.Error())
 	}
 }

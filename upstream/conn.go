@@ -369,13 +369,21 @@ func (c *conn) readLoop() {
 }
 
 // readFrame reads one length-prefixed message (RFC 1035 §4.2.2) into a new
-// slice that the caller owns.
-func readFrame(r io.Reader) ([]byte, error) {
-	var hdr [2]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+// slice that the caller owns. The length is read byte by byte: an array
+// handed to io.ReadFull would escape and cost an allocation per answer.
+func readFrame(r *bufio.Reader) ([]byte, error) {
+	hi, err := r.ReadByte()
+	if err != nil {
 		return nil, err
 	}
-	msg := make([]byte, binary.BigEndian.Uint16(hdr[:]))
+	lo, err := r.ReadByte()
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	msg := make([]byte, int(hi)<<8|int(lo))
 	if _, err := io.ReadFull(r, msg); err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"bufio"
 	"bytes"
 	"testing"
 )
@@ -13,15 +14,17 @@ func FuzzReadFrame(f *testing.F) {
 	f.Add([]byte{0, 0})
 	f.Add([]byte{0xFF, 0xFF, 1})
 	f.Fuzz(func(t *testing.T, stream []byte) {
-		r := bytes.NewReader(stream)
+		src := bytes.NewReader(stream)
+		r := bufio.NewReader(src)
+		left := func() int { return src.Len() + r.Buffered() }
 		for range 100 {
-			before := r.Len()
+			before := left()
 			msg, err := readFrame(r)
 			if err != nil {
 				return
 			}
-			if before-r.Len() != len(msg)+2 {
-				t.Fatalf("frame of %d bytes consumed %d", len(msg), before-r.Len())
+			if before-left() != len(msg)+2 {
+				t.Fatalf("frame of %d bytes consumed %d", len(msg), before-left())
 			}
 		}
 	})

@@ -1,0 +1,73 @@
+//go:build !race
+
+// The race detector's sync.Pool drops items at random, so allocation counts
+// mean something only without it; .ci/run runs these tests without -race.
+
+package upstream_test
+
+import (
+	"encoding/binary"
+	"io"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/dotproxy/dotproxy/dnsmsg"
+	"github.com/dotproxy/dotproxy/internal/dottest"
+	"github.com/dotproxy/dotproxy/upstream"
+)
+
+// allocsPerQuery runs f n times and returns the allocations per run in the
+// whole process, as a fraction: testing.AllocsPerRun rounds down, and the
+// TLS library's occasional allocations are part of what is compared.
+func allocsPerQuery(n int, f func()) float64 {
+	f() // warm up
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range n {
+		f()
+	}
+	runtime.ReadMemStats(&after)
+	return float64(after.Mallocs-before.Mallocs) / float64(n)
+}
+
+// TestExchangeAllocations pins the pool's cost per query on an open
+// connection: no allocation of its own beyond the answer's buffer, which
+// the caller keeps. It is measured against a direct DoT exchange with the
+// same server, one at a time, so that crypto/tls's own allocations (a
+// reader per record read, on both sides) count on both sides alike.
+func TestExchangeAllocations(t *testing.T) {
+	for _, rw := range []dnsmsg.Rewrite{{}, {PadBlock: 128, Keepalive: true}} {
+		srv := dottest.Start(t, dottest.Options{Echo: true})
+		p, _ := newPool(t, srv, func(c *upstream.Config) { c.Rewrite = rw })
+		q := query(t, "alloc.example", 1)
+		pooled := allocsPerQuery(2000, func() {
+			if _, err := p.Exchange(q, time.Now().Add(time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+		})
+
+		direct := srv.Dial(t)
+		frame := binary.BigEndian.AppendUint16(nil, uint16(len(q)))
+		frame = append(frame, q...)
+		ans := make([]byte, 65535)
+		baseline := allocsPerQuery(2000, func() {
+			if _, err := direct.Write(frame); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.ReadFull(direct, ans[:2]); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.ReadFull(direct, ans[:binary.BigEndian.Uint16(ans)]); err != nil {
+				t.Fatal(err)
+			}
+		})
+		t.Logf("padding %d: %.2f allocations per query through the pool, %.2f direct", rw.PadBlock, pooled, baseline)
+		// The answer's buffer is 1; a tenth more for the pool's own
+		// background work (its janitor's ticks) over the run.
+		if pooled-baseline > 1.1 {
+			t.Errorf("padding %d: the pool adds %.2f allocations per query, want at most the answer's buffer",
+				rw.PadBlock, pooled-baseline)
+		}
+	}
+}
