@@ -1,9 +1,12 @@
 package emit
 
 import (
+	"math/rand/v2"
 	"net"
+	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,11 +22,13 @@ const (
 
 // plainSink writes plain statsd lines, "name:value|type", to a UDP socket.
 // It never writes tags, sample rates, telemetry or container fields, so
-// every statsd server accepts its output. Counts and gauges are summed (or,
-// for gauges, overwritten) in memory and sent once per interval; timings and
-// histograms, both sent as "ms" timers since plain statsd has no histogram
-// type, are buffered into datagrams that a goroutine of its own writes.
-// It is safe for concurrent use.
+// every statsd server accepts its output. Counts are summed in atomic
+// counters and gauges overwritten in memory, both sent once per interval;
+// timings and histograms, both sent as "ms" timers since plain statsd has no
+// histogram type, are written into one of several line buffers, chosen at
+// random per call so that concurrent queries seldom meet on a lock, and
+// full datagrams go to a goroutine of its own that writes them. It is safe
+// for concurrent use.
 type plainSink struct {
 	conn  net.Conn
 	onErr func(error)
@@ -35,19 +40,34 @@ type plainSink struct {
 	sending    [][]byte // datagrams being written; guarded by writeMu
 	connClosed bool     // set by Close; guarded by writeMu
 
-	// mu guards the fields below it. It is never held during I/O.
+	// counts holds a counter per name, summed since the last send. The
+	// map is replaced, never changed, when a name is added (under mu), so
+	// that Count reads it with no lock.
+	counts atomic.Pointer[map[string]*atomic.Int64]
+	closed atomic.Bool
+
+	// shards are the line buffers timings are written into.
+	shards []plainShard
+
+	// mu guards the fields below it. It is never held during I/O, and a
+	// shard's lock is taken before it, never after.
 	mu      sync.Mutex
-	buf     []byte             // the datagram being filled
+	buf     []byte             // the datagram being filled by the writer
 	queued  [][]byte           // full datagrams waiting for the writer
 	free    [][]byte           // empty buffers to fill next
-	counts  map[string]int64   // summed since the last send
 	gauges  map[string]float64 // set since the last send
 	dropped int                // datagrams dropped since the last send
-	closed  bool
 
 	wake chan struct{} // signals the writer that a datagram is queued
 	quit chan struct{} // closed by Close
 	done chan struct{} // closed when the writer goroutine returns
+}
+
+// plainShard is one line buffer for timings, padded to its own cache line.
+type plainShard struct {
+	mu  sync.Mutex
+	buf []byte
+	_   [32]byte
 }
 
 var _ client = (*plainSink)(nil)
@@ -66,11 +86,15 @@ func newPlainSink(addr string, interval time.Duration, onErr func(error)) (*plai
 		buf:     make([]byte, 0, plainMaxPayload),
 		queued:  make([][]byte, 0, plainMaxQueued+1),
 		free:    make([][]byte, 0, plainMaxQueued+1),
-		counts:  make(map[string]int64),
 		gauges:  make(map[string]float64),
+		shards:  make([]plainShard, runtime.GOMAXPROCS(0)),
 		wake:    make(chan struct{}, 1),
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
+	}
+	s.counts.Store(&map[string]*atomic.Int64{})
+	for i := range s.shards {
+		s.shards[i].buf = make([]byte, 0, plainMaxPayload)
 	}
 	go s.run(interval)
 	return s, nil
@@ -79,20 +103,42 @@ func newPlainSink(addr string, interval time.Duration, onErr func(error)) (*plai
 // Count adds value to the count sent at the next interval. tags and rate
 // are ignored: plainSink's series carry no tags and are never sampled.
 func (s *plainSink) Count(name string, value int64, _ []string, _ float64) error {
-	s.mu.Lock()
-	if !s.closed {
-		s.counts[name] += value
+	if s.closed.Load() {
+		return nil
 	}
-	s.mu.Unlock()
+	c := (*s.counts.Load())[name]
+	if c == nil {
+		c = s.counter(name)
+	}
+	c.Add(value)
 	return nil
+}
+
+// counter returns the counter of name, adding it on first use.
+func (s *plainSink) counter(name string) *atomic.Int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := *s.counts.Load()
+	if c := old[name]; c != nil {
+		return c
+	}
+	next := make(map[string]*atomic.Int64, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	c := new(atomic.Int64)
+	next[name] = c
+	s.counts.Store(&next)
+	return c
 }
 
 // Gauge sets the gauge sent at the next interval.
 func (s *plainSink) Gauge(name string, value float64, _ []string, _ float64) error {
-	s.mu.Lock()
-	if !s.closed {
-		s.gauges[name] = value
+	if s.closed.Load() {
+		return nil
 	}
+	s.mu.Lock()
+	s.gauges[name] = value
 	s.mu.Unlock()
 	return nil
 }
@@ -109,18 +155,24 @@ func (s *plainSink) TimeInMilliseconds(name string, value float64, _ []string, _
 	return nil
 }
 
-// sample appends one timer line to the datagram being filled.
+// sample appends one timer line to a shard's datagram, queueing the
+// datagram for the writer when the line would not fit.
 func (s *plainSink) sample(name string, value float64, prec int) {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	if s.closed.Load() {
 		return
 	}
-	wake := s.roomLocked(len(name), &s.queued, plainMaxQueued)
-	s.buf = appendLine(s.buf, name)
-	s.buf = strconv.AppendFloat(s.buf, value, 'f', prec, 64)
-	s.buf = append(s.buf, "|ms"...)
-	s.mu.Unlock()
+	sh := &s.shards[rand.N(len(s.shards))]
+	sh.mu.Lock()
+	wake := false
+	if len(sh.buf) > 0 && len(sh.buf)+len(name)+lineRoom > plainMaxPayload {
+		s.mu.Lock()
+		wake = s.queueLocked(&sh.buf)
+		s.mu.Unlock()
+	}
+	sh.buf = appendLine(sh.buf, name)
+	sh.buf = strconv.AppendFloat(sh.buf, value, 'f', prec, 64)
+	sh.buf = append(sh.buf, "|ms"...)
+	sh.mu.Unlock()
 	if wake {
 		select {
 		case s.wake <- struct{}{}:
@@ -132,6 +184,20 @@ func (s *plainSink) sample(name string, value float64, prec int) {
 // lineRoom bounds the bytes of a line other than its name: a newline, the
 // ':', a number and the "|ms" type.
 const lineRoom = 1 + 1 + 32 + 3
+
+// queueLocked moves the datagram *buf to the writer's queue and gives *buf
+// an empty buffer; when the queue is full the datagram is dropped instead.
+// It reports whether it queued one.
+func (s *plainSink) queueLocked(buf *[]byte) bool {
+	if len(s.queued) >= plainMaxQueued {
+		*buf = (*buf)[:0]
+		s.dropped++
+		return false
+	}
+	s.queued = append(s.queued, *buf)
+	*buf = s.takeFreeLocked()
+	return true
+}
 
 // roomLocked makes room in s.buf for a line whose name has nameLen bytes,
 // moving a full datagram to *dst. When *dst already holds limit datagrams
@@ -201,8 +267,23 @@ func (s *plainSink) send(all bool) {
 
 // sendLocked is send with s.writeMu held.
 func (s *plainSink) sendLocked(all bool) {
+	if all {
+		// The shards' partial datagrams go too; a shard's lock before mu.
+		for i := range s.shards {
+			sh := &s.shards[i]
+			sh.mu.Lock()
+			if len(sh.buf) > 0 {
+				s.mu.Lock()
+				s.sending = append(s.sending, sh.buf)
+				sh.buf = s.takeFreeLocked()
+				s.mu.Unlock()
+			}
+			sh.mu.Unlock()
+		}
+	}
 	s.mu.Lock()
-	s.sending, s.queued = s.queued, s.sending[:0]
+	s.sending = append(s.sending, s.queued...)
+	s.queued = s.queued[:0]
 	if all {
 		s.appendSumsLocked()
 		if len(s.buf) > 0 {
@@ -242,7 +323,8 @@ func (s *plainSink) sendLocked(all bool) {
 // gauge that was set since the last call, moving full datagrams to
 // s.sending, and resets them.
 func (s *plainSink) appendSumsLocked() {
-	for name, v := range s.counts {
+	for name, c := range *s.counts.Load() {
+		v := c.Swap(0)
 		if v == 0 {
 			continue
 		}
@@ -250,7 +332,6 @@ func (s *plainSink) appendSumsLocked() {
 		s.buf = appendLine(s.buf, name)
 		s.buf = strconv.AppendInt(s.buf, v, 10)
 		s.buf = append(s.buf, "|c"...)
-		s.counts[name] = 0
 	}
 	for name, v := range s.gauges {
 		s.roomLocked(len(name), &s.sending, len(s.sending)+1)
@@ -271,13 +352,9 @@ func (s *plainSink) Flush() error {
 // Close stops the writer, writes what is left and closes the socket. Later
 // calls to the metric methods and Flush do nothing.
 func (s *plainSink) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	if s.closed.Swap(true) {
 		return nil
 	}
-	s.closed = true
-	s.mu.Unlock()
 	close(s.quit)
 	<-s.done
 
