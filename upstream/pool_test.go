@@ -447,3 +447,60 @@ func TestShortQueryRejected(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestWaitersServedInOrder: when the pool is full, the queries waiting for
+// room are handed freed slots one at a time, first come first served.
+func TestWaitersServedInOrder(t *testing.T) {
+	release := make(chan struct{})
+	seen := make(chan string, 16)
+	srv := dottest.Start(t, dottest.Options{
+		Hold: func(q *dns.Msg) {
+			if q.Question[0].Name == "first.example." {
+				<-release
+			}
+		},
+		Inspect: func(raw []byte) {
+			var m dns.Msg
+			if m.Unpack(raw) == nil && len(m.Question) == 1 && m.Question[0].Name != "." {
+				seen <- m.Question[0].Name
+			}
+		},
+	})
+	p, _ := newPool(t, srv, func(c *upstream.Config) {
+		c.MaxConns, c.MaxInFlight = 1, 1
+		c.AttemptTimeout = time.Minute // no probe or resend while the first is held
+	})
+	errs := make(chan error, 8)
+	send := func(name string) {
+		go func() {
+			_, err := p.Exchange(query(t, name, 1), within(time.Minute))
+			errs <- err
+		}()
+	}
+	send("first.example")
+	if got := dottest.Await(t, seen, "the first query"); got != "first.example." {
+		t.Fatalf("server saw %s first", got)
+	}
+	// The others queue behind it, one by one, in this order.
+	names := []string{"second.example.", "third.example.", "fourth.example."}
+	for i, name := range names {
+		send(name)
+		for tries := 0; p.InFlight() != i+2; tries++ { // bounded wait for it to be queued
+			if tries == 10000 {
+				t.Fatalf("query %s never queued", name)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	close(release)
+	for _, want := range names {
+		if got := dottest.Await(t, seen, want); got != want {
+			t.Fatalf("server saw %s, want %s: a later query overtook an earlier one", got, want)
+		}
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
