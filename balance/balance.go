@@ -103,12 +103,14 @@ func newBalancer(ups []Upstream, cfg Config, rnd func() uint64) (*Balancer, erro
 func (b *Balancer) Policy() Policy { return b.policy }
 
 // Resolve sends query to an upstream chosen by the policy and returns the
-// answer and the name of the upstream that gave it. An answer is returned
+// answer and the upstream that gave it, as given to New, so that a caller
+// can find what it keeps per upstream on the value itself rather than by
+// its name. An answer is returned
 // whatever its rcode; SERVFAIL from an upstream is not retried. When an
 // attempt fails, the query goes to another upstream, up to MaxRetries times,
 // until deadline; with HedgeAfter set, a query still unanswered after that
 // long also goes to a second upstream. It implements proxy.Resolver.
-func (b *Balancer) Resolve(query []byte, deadline time.Time) ([]byte, string, error) {
+func (b *Balancer) Resolve(query []byte, deadline time.Time) ([]byte, fmt.Stringer, error) {
 	if b.cfg.HedgeAfter > 0 && len(b.hosts) > 1 {
 		return b.resolveHedged(query, deadline)
 	}
@@ -121,10 +123,10 @@ func (b *Balancer) Resolve(query []byte, deadline time.Time) ([]byte, string, er
 		}
 		var ans []byte
 		if ans, err = b.attempt(h, query, b.share(deadline, b.cfg.MaxRetries-n)); err == nil {
-			return ans, h.name, nil
+			return ans, h.up, nil
 		}
 	}
-	return nil, "", err
+	return nil, nil, err
 }
 
 // choose returns the upstream for the next attempt of a query that has

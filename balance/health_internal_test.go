@@ -35,7 +35,8 @@ func TestRetriesTryEachUpstreamOnce(t *testing.T) {
 		f.set(refuse)
 	}
 	b := newTestBalancer(t, fakes, Config{Policy: RoundRobin, MaxRetries: 2})
-	_, name, err := b.Resolve(testQuery, far())
+	_, up, err := b.Resolve(testQuery, far())
+	name := nameOf(up)
 	if !errors.Is(err, errRefused) || name != "" {
 		t.Fatalf("Resolve = %q, %v; want errRefused", name, err)
 	}
@@ -61,7 +62,8 @@ func TestAnswerIsNotRetried(t *testing.T) {
 	fakes[0].set(servfail)
 	obs := newRecorder()
 	b := newTestBalancer(t, fakes, Config{Policy: Failover, MaxRetries: 2, Observer: obs})
-	ans, name, err := b.Resolve(testQuery, far())
+	ans, up, err := b.Resolve(testQuery, far())
+	name := nameOf(up)
 	if err != nil || name != "u0" || ans[3]&0x0F != 2 {
 		t.Fatalf("Resolve = %x from %q, %v; want u0's SERVFAIL", ans, name, err)
 	}
@@ -77,7 +79,8 @@ func TestSlowAnswerIsNotFailure(t *testing.T) {
 		fakes := []*fakeUpstream{newFake("u0", answerAfter(1200*time.Millisecond)), newFake("u1", answer)}
 		obs := newRecorder()
 		b := newTestBalancer(t, fakes, Config{Policy: Failover, MaxRetries: 2, Observer: obs})
-		_, name, err := b.Resolve(testQuery, time.Now().Add(4*time.Second))
+		_, up, err := b.Resolve(testQuery, time.Now().Add(4*time.Second))
+		name := nameOf(up)
 		if err != nil || name != "u0" {
 			t.Fatalf("Resolve = %q, %v; want u0's answer", name, err)
 		}
@@ -97,7 +100,8 @@ func TestBrokenConnectionFailsOver(t *testing.T) {
 		fakes[0].set(silentFor(1500 * time.Millisecond))
 		obs := newRecorder()
 		b := newTestBalancer(t, fakes, Config{Policy: Failover, MaxRetries: 2, Observer: obs})
-		_, name, err := b.Resolve(testQuery, time.Now().Add(4*time.Second))
+		_, up, err := b.Resolve(testQuery, time.Now().Add(4*time.Second))
+		name := nameOf(up)
 		if err != nil || name != "u1" {
 			t.Fatalf("Resolve = %q, %v; want an answer from u1", name, err)
 		}

@@ -2,6 +2,7 @@ package balance
 
 import (
 	"bytes"
+	"fmt"
 	"time"
 )
 
@@ -18,9 +19,9 @@ type result struct {
 // answer wins. The attempts still running then go on to their own answer or
 // deadline, their results unread; they are counted in b.wg, so that Close
 // waits for them.
-func (b *Balancer) resolveHedged(query []byte, deadline time.Time) ([]byte, string, error) {
+func (b *Balancer) resolveHedged(query []byte, deadline time.Time) ([]byte, fmt.Stringer, error) {
 	if !time.Now().Before(deadline) {
-		return nil, "", errDeadline
+		return nil, nil, errDeadline
 	}
 	// The attempts still running after Resolve has returned read the query
 	// then, and the caller may reuse its buffer: they get a copy.
@@ -47,7 +48,7 @@ func (b *Balancer) resolveHedged(query []byte, deadline time.Time) ([]byte, stri
 		case r := <-results:
 			pending--
 			if r.err == nil {
-				return r.ans, r.h.name, nil
+				return r.ans, r.h.up, nil
 			}
 			switch {
 			case retries < b.cfg.MaxRetries && time.Now().Before(deadline):
@@ -57,7 +58,7 @@ func (b *Balancer) resolveHedged(query []byte, deadline time.Time) ([]byte, stri
 				start(h, b.cfg.MaxRetries-retries)
 				pending++
 			case pending == 0:
-				return nil, "", r.err
+				return nil, nil, r.err
 			}
 		case <-hedge.C:
 			// Hedge only to an upstream that is up and not tried yet.

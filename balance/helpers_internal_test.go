@@ -210,11 +210,19 @@ func (r *recorder) next(tb testing.TB) event {
 // of the upstream that answered.
 func resolve(tb testing.TB, b *Balancer) string {
 	tb.Helper()
-	_, name, err := b.Resolve(testQuery, far())
+	_, up, err := b.Resolve(testQuery, far())
 	if err != nil {
 		tb.Fatalf("Resolve: %v", err)
 	}
-	return name
+	return nameOf(up)
+}
+
+// nameOf names the upstream Resolve returned, "" for none.
+func nameOf(up fmt.Stringer) string {
+	if up == nil {
+		return ""
+	}
+	return up.String()
 }
 
 // counts returns how many client queries each fake received.

@@ -82,7 +82,7 @@ func (p *pair) ask(t *testing.T, name string, id uint16) string {
 	if err := m.Unpack(ans); err != nil || m.Id != id || len(m.Answer) != 1 {
 		t.Fatalf("%s: bad answer %v (%v)", name, &m, err)
 	}
-	return from
+	return from.String()
 }
 
 // noHealthChange fails the test if any upstream went down or came up. A

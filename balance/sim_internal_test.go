@@ -214,7 +214,7 @@ func simulate(t *testing.T, sc simScenario, cfg Config, seed uint64) simResult {
 			time.Sleep(time.Duration(arrivals.ExpFloat64() * float64(time.Second) / simRate))
 			wg.Go(func() {
 				t0 := time.Now()
-				_, name, err := b.Resolve(testQuery, t0.Add(simTimeout))
+				_, up, err := b.Resolve(testQuery, t0.Add(simTimeout))
 				d := time.Since(t0)
 				mu.Lock()
 				defer mu.Unlock()
@@ -223,7 +223,7 @@ func simulate(t *testing.T, sc simScenario, cfg Config, seed uint64) simResult {
 					return
 				}
 				lat = append(lat, d)
-				answeredBy[name[1]-'0']++
+				answeredBy[up.String()[1]-'0']++
 			})
 		}
 		wg.Wait()

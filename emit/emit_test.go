@@ -1,6 +1,7 @@
 package emit_test
 
 import (
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -14,13 +15,34 @@ import (
 
 const google = "dns.google:853"
 
-// drive reports one of every event, some of them more than once.
-func drive(e *emit.Emitter) {
-	p, u, b := e.Proxy(), e.Upstream(google), e.Balance()
-	for range 3 {
-		p.Answered(proxy.UDP, google, 0, 12500*time.Microsecond, 40, 120)
+// named is an upstream known by its name alone.
+type named string
+
+func (n named) String() string { return string(n) }
+
+// poolFor returns a pool, never dialled, that reports to u, as serve wires
+// them: the handle by which Answered finds u without a lookup by name.
+func poolFor(tb testing.TB, u *emit.UpstreamMetrics) *upstream.Pool {
+	tb.Helper()
+	p, err := upstream.New(upstream.Config{Addr: google, Observer: u, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		tb.Fatal(err)
 	}
-	p.Answered(proxy.TCP, "", 2, 2*time.Millisecond, 30, 30)
+	tb.Cleanup(func() { p.Close() })
+	return p
+}
+
+// drive reports one of every event, some of them more than once. The
+// answered queries name their upstream both ways: by the pool that reports
+// to its metrics, and by name alone; both count in the same series.
+func drive(tb testing.TB, e *emit.Emitter) {
+	p, u, b := e.Proxy(), e.Upstream(google), e.Balance()
+	pool := poolFor(tb, u)
+	p.Answered(proxy.UDP, named(google), 0, 12500*time.Microsecond, 40, 120)
+	for range 2 {
+		p.Answered(proxy.UDP, pool, 0, 12500*time.Microsecond, 40, 120)
+	}
+	p.Answered(proxy.TCP, nil, 2, 2*time.Millisecond, 30, 30)
 	p.Dropped(proxy.UDP, proxy.DropShort)
 	p.Malformed(proxy.TCP)
 	p.Refused(proxy.UDP)
@@ -138,7 +160,7 @@ func TestEmitter_formats(t *testing.T) {
 			if !e.Enabled() {
 				t.Fatal("Enabled() = false with an address")
 			}
-			drive(e)
+			drive(t, e)
 			if err := e.Flush(); err != nil {
 				t.Fatalf("Flush: %v", err)
 			}
@@ -160,5 +182,35 @@ func TestEmitter_formats(t *testing.T) {
 				t.Errorf("%d lines for the three UDP RTT samples, want %d", rtt, want)
 			}
 		})
+	}
+}
+
+// TestAnsweredFindsUpstreamByHandle: a pool that reports to an upstream's
+// metrics is counted there even when its address names another upstream,
+// which shows that the series were found on the pool, not by its name.
+func TestAnsweredFindsUpstreamByHandle(t *testing.T) {
+	clearDD(t)
+	c := listenUDP(t)
+	e := newEmitter(t, emit.Config{Addr: c.addr(), Format: emit.StatsD})
+	pool := poolFor(t, e.Upstream("handle.test:853")) // its String is google
+	e.Proxy().Answered(proxy.UDP, pool, 0, time.Millisecond, 40, 120)
+	if err := e.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	lines := c.until(func(lines []string) bool {
+		for _, l := range lines {
+			if strings.HasPrefix(l, "dotproxy.query.") && strings.Contains(l, "|c") {
+				return true
+			}
+		}
+		return false
+	})
+	for _, l := range lines {
+		if strings.HasPrefix(l, "dotproxy.query.") && strings.Contains(l, "|c") {
+			if !strings.Contains(l, "handle_test") || strings.Contains(l, "google") {
+				t.Fatalf("answered query counted as %q, want under handle.test:853", l)
+			}
+			return
+		}
 	}
 }

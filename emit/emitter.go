@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/DataDog/datadog-go/v5/statsd"
+	"github.com/dotproxy/dotproxy/upstream"
 )
 
 // sink is the part of a statsd client that emit sends through. The Datadog
@@ -175,6 +176,19 @@ func (e *Emitter) Upstream(name string) *UpstreamMetrics {
 	next[name] = m
 	e.ups.Store(&next)
 	return m
+}
+
+// upstreamOf returns the metrics of u. An upstream that carries this
+// Emitter's observer (an *upstream.Pool built with the one Upstream
+// returned) gives it at the cost of two type assertions, with no lookup by
+// name on the query path; any other is found by its name.
+func (e *Emitter) upstreamOf(u fmt.Stringer) *UpstreamMetrics {
+	if o, ok := u.(interface{ Observer() upstream.Observer }); ok {
+		if m, ok := o.Observer().(*UpstreamMetrics); ok && m.e == e {
+			return m
+		}
+	}
+	return e.Upstream(u.String())
 }
 
 // Flush reads the gauges, then sends everything buffered, and returns when

@@ -21,7 +21,7 @@ func TestNew_off(t *testing.T) {
 			if e.Enabled() {
 				t.Fatal("Enabled() = true with no address")
 			}
-			drive(e)
+			drive(t, e)
 			e.Upstream(google).Watch(fakePool{1, 2})
 			if err := e.Flush(); err != nil {
 				t.Fatalf("Flush: %v", err)
@@ -107,7 +107,7 @@ func TestEmitter_serverDown(t *testing.T) {
 			go func() {
 				defer close(done)
 				for i := range 20000 {
-					e.Proxy().Answered(proxy.UDP, google, 0, time.Millisecond, 40, 120)
+					e.Proxy().Answered(proxy.UDP, named(google), 0, time.Millisecond, 40, 120)
 					if i%1000 == 0 {
 						_ = e.Flush()
 					}
@@ -141,7 +141,7 @@ func TestEmitter_afterClose(t *testing.T) {
 			if err := e.Close(); err != nil {
 				t.Fatalf("Close: %v", err)
 			}
-			drive(e)
+			drive(t, e)
 			if err := e.Flush(); err != nil {
 				t.Fatalf("Flush after Close: %v", err)
 			}

@@ -1,6 +1,7 @@
 package emit
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/dotproxy/dotproxy/proxy"
@@ -51,12 +52,14 @@ func newProxyMetrics(e *Emitter) ProxyMetrics {
 	return p
 }
 
-// Answered implements [proxy.Observer]. An upstream name that
-// [Emitter.Upstream] has not seen is added on first use.
-func (p *ProxyMetrics) Answered(t proxy.Transport, upstream string, rcode int, rtt time.Duration, querySize, answerSize int) {
+// Answered implements [proxy.Observer]. The upstream's series are found on
+// the upstream itself when it is a pool built with this Emitter's observer
+// (see [Emitter.upstreamOf]); an upstream name that [Emitter.Upstream] has
+// not seen is added on first use.
+func (p *ProxyMetrics) Answered(t proxy.Transport, upstream fmt.Stringer, rcode int, rtt time.Duration, querySize, answerSize int) {
 	m := p.self
-	if upstream != "" {
-		m = p.e.Upstream(upstream)
+	if upstream != nil {
+		m = p.e.upstreamOf(upstream)
 	}
 	ti := transportIndex(t)
 	sk := p.e.out()

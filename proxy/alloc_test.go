@@ -6,6 +6,7 @@
 package proxy_test
 
 import (
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -20,9 +21,9 @@ import (
 // proxy alone. One query at a time only.
 type fixedAnswer []byte
 
-func (a fixedAnswer) Resolve(q []byte, _ time.Time) ([]byte, string, error) {
+func (a fixedAnswer) Resolve(q []byte, _ time.Time) ([]byte, fmt.Stringer, error) {
 	dnsmsg.SetID(a, dnsmsg.ID(q))
-	return a, "fixed", nil
+	return a, named("fixed"), nil
 }
 
 // TestUDPAllocations pins the proxy's cost per UDP query in steady state: no

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"testing"
@@ -15,10 +16,12 @@ import (
 // and as odd as the query.
 type echo struct{}
 
-func (echo) Resolve(q []byte, _ time.Time) ([]byte, string, error) {
+func (echo) String() string { return "echo" }
+
+func (echo) Resolve(q []byte, _ time.Time) ([]byte, fmt.Stringer, error) {
 	a := bytes.Clone(q)
 	a[2] |= 0x80
-	return a, "echo", nil
+	return a, echo{}, nil
 }
 
 // FuzzHandle runs any datagram through the whole client-facing path. The

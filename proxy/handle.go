@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -23,11 +24,11 @@ func (s *Server) handle(t Transport, client netip.Addr, msg []byte, arrived time
 		s.obs.Malformed(t)
 		q.Question = nil // it did not parse: echo none of it
 		q.EDNS = false
-		return s.reply(t, client, &q, "", dnsmsg.Reply(&q, dnsmsg.RcodeFormErr), arrived, len(msg))
+		return s.reply(t, client, &q, nil, dnsmsg.Reply(&q, dnsmsg.RcodeFormErr), arrived, len(msg))
 	}
 	if !s.allowed(client) {
 		s.obs.Refused(t)
-		return s.reply(t, client, &q, "", dnsmsg.Reply(&q, dnsmsg.RcodeRefused), arrived, len(msg))
+		return s.reply(t, client, &q, nil, dnsmsg.Reply(&q, dnsmsg.RcodeRefused), arrived, len(msg))
 	}
 
 	deadline := arrived.Add(s.cfg.QueryTimeout)
@@ -42,7 +43,7 @@ func (s *Server) handle(t Transport, client netip.Addr, msg []byte, arrived time
 			s.log.Debug("query failed", "client", client, "transport", string(t),
 				"question", dnsmsg.QuestionString(q.Question), "reason", string(reason), "err", err.Error())
 		}
-		return s.reply(t, client, &q, "", dnsmsg.Reply(&q, dnsmsg.RcodeServFail), arrived, len(msg))
+		return s.reply(t, client, &q, nil, dnsmsg.Reply(&q, dnsmsg.RcodeServFail), arrived, len(msg))
 	}
 	if t == UDP && len(answer) > q.MaxUDPAnswer() {
 		s.obs.Truncated()
@@ -54,14 +55,14 @@ func (s *Server) handle(t Transport, client netip.Addr, msg []byte, arrived time
 // reply reports a reply about to leave and returns it. At debug level it
 // also logs the query, which is what an operator asks first: who asked what,
 // and what came back from where.
-func (s *Server) reply(t Transport, client netip.Addr, q *dnsmsg.Query, from string, msg []byte, arrived time.Time, querySize int) []byte {
+func (s *Server) reply(t Transport, client netip.Addr, q *dnsmsg.Query, from fmt.Stringer, msg []byte, arrived time.Time, querySize int) []byte {
 	rcode := dnsmsg.Rcode(msg)
 	rtt := time.Since(arrived)
 	s.obs.Answered(t, from, rcode, rtt, querySize, len(msg))
 	if s.debug {
 		s.log.Debug("query", "client", client, "transport", string(t),
 			"question", dnsmsg.QuestionString(q.Question), "rcode", dnsmsg.RcodeName(rcode),
-			"upstream", from, "rtt", rtt, "size", len(msg))
+			"upstream", upstreamName(from), "rtt", rtt, "size", len(msg))
 	}
 	return msg
 }
@@ -77,4 +78,13 @@ func (s *Server) allowed(client netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// upstreamName names the upstream that answered in the debug log, "" for
+// the proxy's own replies.
+func upstreamName(u fmt.Stringer) string {
+	if u == nil {
+		return ""
+	}
+	return u.String()
 }

@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -16,11 +17,20 @@ import (
 type resolverFunc func(ctx context.Context, q []byte) ([]byte, string, error)
 
 // Resolve runs f with a context that ends at deadline.
-func (f resolverFunc) Resolve(q []byte, deadline time.Time) ([]byte, string, error) {
+func (f resolverFunc) Resolve(q []byte, deadline time.Time) ([]byte, fmt.Stringer, error) {
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	return f(ctx, q)
+	ans, name, err := f(ctx, q)
+	if name == "" {
+		return ans, nil, err
+	}
+	return ans, named(name), err
 }
+
+// named is an upstream known by its name alone.
+type named string
+
+func (n named) String() string { return string(n) }
 
 // echoResolver answers every query as dottest's default server would, and
 // records the bytes it was given.
@@ -31,13 +41,13 @@ type echoResolver struct {
 	answer func(q *dns.Msg) *dns.Msg
 }
 
-func (r *echoResolver) Resolve(q []byte, _ time.Time) ([]byte, string, error) {
+func (r *echoResolver) Resolve(q []byte, _ time.Time) ([]byte, fmt.Stringer, error) {
 	r.mu.Lock()
 	r.seen = append(r.seen, append([]byte(nil), q...))
 	r.mu.Unlock()
 	m := new(dns.Msg)
 	if err := m.Unpack(q); err != nil {
-		return nil, "", err
+		return nil, nil, err
 	}
 	var a *dns.Msg
 	if r.answer != nil {
@@ -51,7 +61,7 @@ func (r *echoResolver) Resolve(q []byte, _ time.Time) ([]byte, string, error) {
 		})
 	}
 	b, err := a.Pack()
-	return b, "up.test:853", err
+	return b, named("up.test:853"), err
 }
 
 func (r *echoResolver) queries() [][]byte {
@@ -94,7 +104,7 @@ func newCounter() *counter {
 	return &counter{dropped: map[proxy.DropReason]int{}, failed: map[proxy.FailReason]int{}, rcodes: map[int]int{}}
 }
 
-func (c *counter) Answered(_ proxy.Transport, _ string, rcode int, _ time.Duration, _, _ int) {
+func (c *counter) Answered(_ proxy.Transport, _ fmt.Stringer, rcode int, _ time.Duration, _, _ int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.answered++

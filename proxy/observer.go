@@ -1,6 +1,9 @@
 package proxy
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Transport is the client-facing protocol a query arrived on.
 type Transport string
@@ -34,10 +37,11 @@ const (
 // Observer receives the events of the client-facing side. Its methods are
 // called on the query path and must not block.
 type Observer interface {
-	// Answered reports a reply sent to a client: the upstream that answered
-	// (empty for the proxy's own replies), the reply's rcode, the time from
-	// the query's arrival to the reply's departure, and both sizes in bytes.
-	Answered(t Transport, upstream string, rcode int, rtt time.Duration, querySize, answerSize int)
+	// Answered reports a reply sent to a client: the upstream that answered,
+	// as the Resolver returned it (nil for the proxy's own replies), the
+	// reply's rcode, the time from the query's arrival to the reply's
+	// departure, and both sizes in bytes.
+	Answered(t Transport, upstream fmt.Stringer, rcode int, rtt time.Duration, querySize, answerSize int)
 	// Dropped reports a packet that got no reply.
 	Dropped(t Transport, reason DropReason)
 	// Malformed reports a query answered with FORMERR.
@@ -57,7 +61,7 @@ type NopObserver struct{}
 var _ Observer = NopObserver{}
 
 // Answered implements [Observer].
-func (NopObserver) Answered(Transport, string, int, time.Duration, int, int) {}
+func (NopObserver) Answered(Transport, fmt.Stringer, int, time.Duration, int, int) {}
 
 // Dropped implements [Observer].
 func (NopObserver) Dropped(Transport, DropReason) {}

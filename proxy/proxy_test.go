@@ -271,7 +271,8 @@ func TestTCPPipelinedAnswersOutOfOrder(t *testing.T) {
 				return nil, "", ctx.Err()
 			}
 		}
-		return echo.Resolve(q, time.Time{})
+		ans, _, err := echo.Resolve(q, time.Time{})
+		return ans, "up.test:853", err
 	})
 	_, addr, _ := start(t, r, nil)
 	c, err := net.Dial("tcp", addr)
@@ -361,7 +362,8 @@ func TestShutdownAnswersQueriesInFlight(t *testing.T) {
 	r := resolverFunc(func(ctx context.Context, q []byte) ([]byte, string, error) {
 		arrived <- struct{}{}
 		<-release
-		return echo.Resolve(q, time.Time{})
+		ans, _, err := echo.Resolve(q, time.Time{})
+		return ans, "up.test:853", err
 	})
 	s, addr, _ := start(t, r, nil)
 	replies := make(chan *dns.Msg, 2)
