@@ -76,12 +76,11 @@ images_go_version() {
 	sed -n 's/^ARG GO_VERSION=\([0-9.]*\)$/\1/p' "$IMAGES_ROOT/Dockerfile" | head -n 1
 }
 
-# images_mirror: the Debian mirror this machine's apt uses.
+# images_mirror: the Debian mirror this machine's apt uses; empty when none
+# is found, and debootstrap then uses its own default.
 images_mirror() {
-	local m
-	m=$(grep -hsE '^(URIs:|deb) ' /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null |
-		grep -oE 'https?://[^ ]*/debian/?( |$)' | grep -v security | head -n 1 | tr -d ' ')
-	echo "${m:-http://deb.debian.org/debian}"
+	grep -hsE '^(URIs:|deb) ' /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null |
+		grep -oE 'https?://[^ ]*/debian/?( |$)' | grep -v security | head -n 1 | tr -d ' '
 }
 
 # images_rootfs_tar: prints the path of a tarball of the minbase root file
@@ -101,8 +100,8 @@ images_rootfs_tar() {
 	mirror=$(images_mirror)
 	dir=$(mktemp -d "${TMPDIR:-/tmp}/dotproxy-rootfs.XXXXXX")
 	start=$SECONDS
-	images_log "debootstrap --variant=minbase $IMAGES_SUITE from $mirror"
-	if ! debootstrap --variant=minbase --include="$IMAGES_INCLUDE" "$IMAGES_SUITE" "$dir" "$mirror" >"$dir.log" 2>&1; then
+	images_log "debootstrap --variant=minbase $IMAGES_SUITE from ${mirror:-the default mirror of debootstrap}"
+	if ! debootstrap --variant=minbase --include="$IMAGES_INCLUDE" "$IMAGES_SUITE" "$dir" ${mirror:+"$mirror"} >"$dir.log" 2>&1; then
 		tail -n 20 "$dir.log" >&2
 		rm -rf "$dir" "$dir.log"
 		return 1
