@@ -171,11 +171,13 @@ e2e_txt_records() {
 	done
 }
 
-# e2e_unbound DIR PORT: starts Debian's unbound as a DoT server on
+# e2e_unbound DIR PORT [LINE...]: starts Debian's unbound as a DoT server on
 # 127.0.0.1@PORT answering the test zone from local-data (no recursion, no
-# internet). Sets E2E_UNBOUND_PID. Needs e2e_certs DIR first.
+# internet), with each LINE added to its server: clause. Sets
+# E2E_UNBOUND_PID. Needs e2e_certs DIR first.
 e2e_unbound() {
-	local d=$1 port=$2
+	local d=$1 port=$2 line
+	shift 2
 	{
 		cat <<CONF
 server:
@@ -209,6 +211,9 @@ server:
 CONF
 		e2e_txt_records "$E2E_MID_NAME" "$E2E_MID_COUNT"
 		e2e_txt_records "$E2E_BIG_NAME" "$E2E_BIG_COUNT"
+		for line in "$@"; do
+			printf '    %s\n' "$line"
+		done
 		cat <<CONF
 remote-control:
     control-enable: no

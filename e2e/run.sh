@@ -284,6 +284,40 @@ e2e_check "client outside DOTPROXY_ALLOW: REFUSED over TCP" status_is REFUSED
 e2e_stop "$PROXY_PID"
 
 # ---------------------------------------------------------------------------
+# edns-tcp-keepalive (issue 10 §2): a second unbound that advertises a 4 s
+# idle timeout; dotproxy, told to keep idle connections for 60 s and no warm
+# one, must close its connection itself (reason "idle" in its debug log)
+# before the resolver does (that would be "server_closed").
+e2e_section "edns-tcp-keepalive: the resolver's idle timeout"
+KA_DIR=$WORK/keepalive
+mkdir -p "$KA_DIR"
+cp "$WORK/ca.pem" "$WORK/server.pem" "$WORK/server.key" "$KA_DIR/"
+KA_UP=$(e2e_free_port)
+e2e_unbound "$KA_DIR" "$KA_UP" "edns-tcp-keepalive: yes" "edns-tcp-keepalive-timeout: 4000"
+KA_PORT=$(e2e_free_port)
+start_proxy keepalive "$KA_PORT" \
+	DOTPROXY_UPSTREAMS="127.0.0.1:$KA_UP#$E2E_ZONE" DOTPROXY_TLS_CA_FILE="$WORK/ca.pem" \
+	DOTPROXY_UPSTREAM_IDLE_TIMEOUT=60s DOTPROXY_UPSTREAM_WARM_CONNS=0
+q "$KA_PORT" "$E2E_A_NAME" A
+e2e_check "keepalive: answered through an upstream that advertises 4 s" answered_a
+ka_closed_first() {
+	local i line
+	for i in $(seq 1 150); do # at most 15 s; the close is due within 3 s
+		line=$(grep -m 1 'upstream connection closed' "$WORK/keepalive.log" || true)
+		if [ -n "$line" ]; then
+			e2e_log "after about $((i / 10)).$((i % 10)) s: $line"
+			grep -q 'reason=idle' <<<"$line"
+			return
+		fi
+		sleep 0.1
+	done
+	e2e_log "still open after 15 s: the advertised timeout was not honoured"
+	return 1
+}
+e2e_check "keepalive: dotproxy closed its idle connection first, at the advertised 4 s, not its own 60 s" ka_closed_first
+e2e_stop "$PROXY_PID"
+
+# ---------------------------------------------------------------------------
 # Padded egress (issue 10 §4): queries whose names differ in length leave in
 # TLS records whose lengths fall into 128-byte blocks. A proxy of its own
 # with a single upstream connection, so that its records can be told apart

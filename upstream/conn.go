@@ -444,5 +444,7 @@ func (c *conn) shut(reason CloseReason, err error) {
 	c.p.obs.ConnClosed(reason)
 	if err != nil {
 		c.p.log.Debug("upstream connection closed", "reason", string(reason), "err", err.Error())
+	} else {
+		c.p.log.Debug("upstream connection closed", "reason", string(reason))
 	}
 }
