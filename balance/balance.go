@@ -15,13 +15,12 @@ import (
 type Upstream interface {
 	// Exchange sends query and returns the answer, with the query's ID. It
 	// must not modify query nor read it once it has returned, and must
-	// return by deadline. The upstream owns
-	// the recovery of a single query (sending it again when a connection
-	// dies or a query is lost), within Config.SlowAfter, the least time
-	// balance gives an attempt. An error that reports Timeout
-	// (on the error itself, not a cause it wraps) means that this query was
-	// slow or lost, not that the upstream is broken: it does not mark the
-	// upstream down. Any other error does.
+	// return by deadline. The upstream owns the recovery of a single query
+	// (sending it again when a connection dies or a query is lost), within
+	// Config.SlowAfter, the least time balance gives an attempt. An error
+	// that reports Timeout (on the error itself, not a cause it wraps)
+	// means that this query was slow or lost, not that the upstream is
+	// broken: it does not mark the upstream down. Any other error does.
 	Exchange(query []byte, deadline time.Time) ([]byte, error)
 	// InFlight reports the queries waiting for an answer from the
 	// upstream: the one count that least_outstanding compares.
@@ -38,7 +37,7 @@ type Upstream interface {
 // Health works the same under every policy. An attempt that fails with an
 // error that is not a timeout (see Upstream) marks its upstream down at once:
 // its connections fail, so it is broken, not slow. Slow attempts (timed out,
-// or answered after SlowAfter) mark it down only when maxTimeouts come in a
+// or answered after SlowAfter) mark it down only when maxSlowRun come in a
 // row, with no quicker answer in between. A down upstream gets no
 // client queries; it is probed in the background after FirstBackoff, then
 // after waits that double up to ProbeMaxBackoff, and comes back on the first
@@ -116,13 +115,17 @@ func (b *Balancer) Resolve(query []byte, deadline time.Time) ([]byte, fmt.String
 	}
 	var tried uint64
 	err := errDeadline
-	for n := 0; n <= b.cfg.MaxRetries && time.Now().Before(deadline); n++ {
+	for n := 0; n <= b.cfg.MaxRetries; n++ {
+		now := time.Now()
+		if !now.Before(deadline) {
+			break
+		}
 		h := b.choose(&tried)
 		if n > 0 {
 			b.obs.Retried(h.name)
 		}
 		var ans []byte
-		if ans, err = b.attempt(h, query, b.share(deadline, b.cfg.MaxRetries-n)); err == nil {
+		if ans, err = b.attempt(h, query, b.share(now, deadline, b.cfg.MaxRetries-n)); err == nil {
 			return ans, h.up, nil
 		}
 	}
@@ -152,7 +155,7 @@ func (b *Balancer) all() uint64 {
 
 // attempt sends query to h once and does the bookkeeping: served count,
 // latency, and health. A timeout (see Upstream), or an answer after
-// SlowAfter, leaves h up unless it is the maxTimeouts-th such attempt in a
+// SlowAfter, leaves h up unless it is the maxSlowRun-th such attempt in a
 // row: a slow name at a resolver that answers others is normal for a cold
 // cache, a run of them is an overloaded resolver.
 func (b *Balancer) attempt(h *host, query []byte, deadline time.Time) ([]byte, error) {
@@ -165,8 +168,8 @@ func (b *Balancer) attempt(h *host, query []byte, deadline time.Time) ([]byte, e
 		h.observe(elapsed)
 		if elapsed >= b.cfg.SlowAfter {
 			b.slow(h)
-		} else if h.timeouts.Load() != 0 {
-			h.timeouts.Store(0)
+		} else if h.slowRun.Load() != 0 {
+			h.slowRun.Store(0)
 		}
 		if wasDown {
 			b.answeredWhileDown(h)
@@ -187,11 +190,10 @@ func (b *Balancer) attempt(h *host, query []byte, deadline time.Time) ([]byte, e
 // overloaded upstream cannot use it all up, but at least SlowAfter, so that
 // the upstream's own recovery of a lost query or a dead connection (which
 // runs well inside SlowAfter) comes first and a slow name gets its answer.
-func (b *Balancer) share(deadline time.Time, left int) time.Time {
+func (b *Balancer) share(now, deadline time.Time, left int) time.Time {
 	if left <= 0 {
 		return deadline
 	}
-	now := time.Now()
 	d := max(deadline.Sub(now)/time.Duration(left+1), b.cfg.SlowAfter)
 	if end := now.Add(d); end.Before(deadline) {
 		return end
@@ -200,9 +202,9 @@ func (b *Balancer) share(deadline time.Time, left int) time.Time {
 }
 
 // slow counts an attempt that timed out or answered after SlowAfter, and
-// marks h down at the maxTimeouts-th in a row.
+// marks h down at the maxSlowRun-th in a row.
 func (b *Balancer) slow(h *host) {
-	if h.timeouts.Add(1) >= maxTimeouts {
+	if h.slowRun.Add(1) >= maxSlowRun {
 		b.fail(h)
 	}
 }

@@ -71,7 +71,7 @@ type Config struct {
 	ProbeResetAfter time.Duration
 
 	// SlowAfter is how long an answer may take before the attempt counts
-	// as slow: maxTimeouts slow attempts in a row, with no quicker answer
+	// as slow: maxSlowRun slow attempts in a row, with no quicker answer
 	// in between, mark the upstream down (an overloaded resolver answers
 	// late rather than not at all). Set it to the pool's attempt timeout
 	// (DOTPROXY_UPSTREAM_ATTEMPT_TIMEOUT). Zero means DefaultSlowAfter.

@@ -12,7 +12,7 @@ const maxLevel = 30
 // schedules its first probe.
 func (b *Balancer) fail(h *host) {
 	h.lastFail.Store(time.Now().UnixNano())
-	h.timeouts.Store(0)
+	h.slowRun.Store(0)
 	if h.state.Load() == stateDown {
 		return
 	}

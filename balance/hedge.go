@@ -33,7 +33,7 @@ func (b *Balancer) resolveHedged(query []byte, deadline time.Time) ([]byte, fmt.
 		b.wg.Add(1)
 		go func() {
 			defer b.wg.Done()
-			ans, err := b.attempt(h, query, b.share(deadline, left))
+			ans, err := b.attempt(h, query, b.share(time.Now(), deadline, left))
 			results <- result{h: h, ans: ans, err: err}
 		}()
 	}

@@ -19,13 +19,13 @@ const (
 	stateDown
 )
 
-// maxTimeouts is how many attempts in a row may be slow (time out, or
-// answer after Config.SlowAfter), with no quicker answer from the upstream in
-// between, before it counts as failed. One slow name
-// is normal at a recursive resolver; a run of them with nothing answered
-// means that it is overloaded or stalled behind connections that still
-// answer the pool's probes.
-const maxTimeouts = 4
+// maxSlowRun is how many attempts in a row may be slow (time out, or
+// answer after Config.SlowAfter), with no quicker answer from the upstream
+// in between, before it counts as failed. One slow name is normal at a
+// recursive resolver; a run of them with nothing answered means that it is
+// overloaded or stalled behind connections that still answer the pool's
+// probes.
+const maxSlowRun = 4
 
 // latencyWeight is the inverse weight of a new sample in the moving average
 // of latency: each sample moves the average 1/8 of the way to itself.
@@ -42,7 +42,7 @@ type host struct {
 	served   atomic.Int64 // attempts ever started, probes excluded
 	latency  atomic.Int64 // moving average, in ns; 0 until measured
 	lastFail atomic.Int64 // Unix ns of the last failure; 0 if none
-	timeouts atomic.Int32 // slow attempts in a row, with no quick answer since
+	slowRun  atomic.Int32 // slow attempts in a row, with no quick answer since
 
 	mu sync.Mutex
 	// level is the backoff exponent: the next wait is FirstBackoff<<level.

@@ -28,11 +28,11 @@ const maxPending = 65535
 // queued into a single TLS write, and answers are read by one goroutine that
 // hands each to its caller by ID.
 //
-// Each query watches its own connection: a query unanswered for half an
-// attempt timeout on a connection that has read nothing since it was sent
-// has a probe query sent behind it; a connection that answers neither within
-// the attempt timeout is retired (ErrSilent), and a query that is
-// unanswered while the connection answers others is sent once more.
+// Each query watches its own connection: a query unanswered for a quarter of
+// an attempt timeout on a connection that has read nothing since it was sent
+// has a probe query sent behind it; at half, a connection that still has
+// read nothing is retired (ErrSilent), and a query that is unanswered while
+// the connection answers others is sent once more.
 type conn struct {
 	p   *Pool
 	raw net.Conn
@@ -72,7 +72,9 @@ type call struct {
 	slot  chan slot   // capacity 1; hands a reserved slot to a waiter in acquire
 	timer *time.Timer
 
-	// Guarded by the mu of the conn the call is on.
+	// Written under the mu of the conn the call is on. ids and nids are
+	// written only by the query's own goroutine, which may read them
+	// without the lock.
 	answered bool      // a result was put into ch
 	ids      [2]uint16 // the IDs the query is pending under
 	nids     int
@@ -189,7 +191,7 @@ func (c *conn) exchange(cl *call, query []byte, added bool, deadline time.Time) 
 		}
 		var err error
 		switch {
-		case !now.Before(deadline):
+		case !now.Before(deadline) || stage >= len(checkpoints):
 			err = ErrDeadline
 		case stage == 0:
 			if !c.readSince(sentAt) && !c.probing && !c.ended {
@@ -211,8 +213,6 @@ func (c *conn) exchange(cl *call, query []byte, added bool, deadline time.Time) 
 				c.flushLocked()
 				c.mu.Lock()
 			}
-		default:
-			err = ErrDeadline
 		}
 		if err != nil {
 			c.forgetLocked(cl)
@@ -232,9 +232,13 @@ func (c *conn) exchange(cl *call, query []byte, added bool, deadline time.Time) 
 
 // finish completes an exchange that got its result.
 func (c *conn) finish(cl *call, r result, clientID uint16, added bool, querySize int, sent time.Time) ([]byte, error) {
-	c.mu.Lock()
-	c.forgetLocked(cl)
-	c.mu.Unlock()
+	// The reader took the answered ID out of pending, and shut all of
+	// them: only the other copy of a query sent twice is left to forget.
+	if cl.nids > 1 {
+		c.mu.Lock()
+		c.forgetLocked(cl)
+		c.mu.Unlock()
+	}
 	putCall(cl)
 	if r.err != nil {
 		return nil, r.err

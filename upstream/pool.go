@@ -16,8 +16,9 @@ import (
 	"github.com/lmittmann/tint"
 )
 
-// wireBufs holds the buffers queries are rewritten into, sized for the
-// largest query a client can send over TCP, so that none is grown per query.
+// wireBufs holds the buffers queries are rewritten into. 512 bytes hold any
+// usual query once padded; a larger one grows its buffer, which is kept for
+// the next.
 var wireBufs = sync.Pool{New: func() any {
 	b := make([]byte, 0, 512)
 	return &b
