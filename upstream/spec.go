@@ -54,7 +54,13 @@ func ParseSpec(s string) (Spec, error) {
 			return Spec{}, fmt.Errorf("host %q: %w", host, err)
 		}
 	}
-	return Spec{Addr: net.JoinHostPort(host, strconv.Itoa(port)), ServerName: name}, nil
+	joined := net.JoinHostPort(host, strconv.Itoa(port))
+	if h, _, err := net.SplitHostPort(joined); err != nil || h != host {
+		// An IPv6 zone may hold any byte, ']' included, which no
+		// host:port can carry.
+		return Spec{}, fmt.Errorf("host %q cannot be written as host:port", host)
+	}
+	return Spec{Addr: joined, ServerName: name}, nil
 }
 
 func splitHostPort(addr string) (string, int, error) {

@@ -29,6 +29,7 @@ func TestParseSpec(t *testing.T) {
 		{in: "1.1.1.1#bad name", bad: true},
 		{in: "bad_host!:853", bad: true},
 		{in: "[::1", bad: true},
+		{in: "::%]", bad: true}, // a zone no host:port can carry (found by FuzzParseSpec)
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
