@@ -46,6 +46,15 @@ func TestExchangeAllocations(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+		done := make(ended, 1)
+		started := allocsPerQuery(2000, func() {
+			if !p.Start(q, time.Now().Add(time.Minute), done) {
+				t.Fatal("Start declined on an open connection")
+			}
+			if e := <-done; e.err != nil {
+				t.Fatal(e.err)
+			}
+		})
 
 		direct := srv.Dial(t)
 		frame := binary.BigEndian.AppendUint16(nil, uint16(len(q)))
@@ -62,12 +71,17 @@ func TestExchangeAllocations(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
-		t.Logf("padding %d: %.2f allocations per query through the pool, %.2f direct", rw.PadBlock, pooled, baseline)
+		t.Logf("padding %d: %.2f allocations per query through Exchange, %.2f through Start, %.2f direct",
+			rw.PadBlock, pooled, started, baseline)
 		// The answer's buffer is 1; a tenth more for the pool's own
 		// background work (its janitor's ticks) over the run.
 		if pooled-baseline > 1.1 {
-			t.Errorf("padding %d: the pool adds %.2f allocations per query, want at most the answer's buffer",
+			t.Errorf("padding %d: Exchange adds %.2f allocations per query, want at most the answer's buffer",
 				rw.PadBlock, pooled-baseline)
+		}
+		if started-baseline > 1.1 {
+			t.Errorf("padding %d: Start adds %.2f allocations per query, want at most the answer's buffer",
+				rw.PadBlock, started-baseline)
 		}
 	}
 }

@@ -26,13 +26,8 @@ const maxPending = 65535
 // conn is one TLS connection carrying many queries at once. Queries are
 // written by whichever caller finds no write under way, batching whatever is
 // queued into a single TLS write, and answers are read by one goroutine that
-// hands each to its caller by ID.
-//
-// Each query watches its own connection: a query unanswered for a quarter of
-// an attempt timeout on a connection that has read nothing since it was sent
-// has a probe query sent behind it; at half, a connection that still has
-// read nothing is retired (ErrSilent), and a query that is unanswered while
-// the connection answers others is sent once more.
+// ends each query's call by ID. Each call watches the connection for its
+// own query (see call).
 type conn struct {
 	p   *Pool
 	raw net.Conn
@@ -64,50 +59,6 @@ type conn struct {
 	writing bool   // a goroutine is in flushLocked
 	ended   bool
 }
-
-// call is one query waiting for its answer. Calls are pooled: a call and
-// its timer and channels are made once and reused by many queries.
-type call struct {
-	ch    chan result // capacity 1; receives exactly one result per use
-	slot  chan slot   // capacity 1; hands a reserved slot to a waiter in acquire
-	timer *time.Timer
-
-	// Written under the mu of the conn the call is on. ids and nids are
-	// written only by the query's own goroutine, which may read them
-	// without the lock.
-	answered bool      // a result was put into ch
-	ids      [2]uint16 // the IDs the query is pending under
-	nids     int
-}
-
-type result struct {
-	msg []byte
-	err error
-}
-
-// probeCall marks a liveness probe in conn.pending: its answer is read for
-// the sign of life and handed to nobody.
-var probeCall = &call{}
-
-var callPool = sync.Pool{New: func() any {
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	return &call{ch: make(chan result, 1), slot: make(chan slot, 1), timer: t}
-}}
-
-func getCall() *call { return callPool.Get().(*call) }
-
-// putCall recycles cl, which must hold no result and be on no connection.
-func putCall(cl *call) {
-	cl.timer.Stop()
-	cl.answered = false
-	cl.nids = 0
-	callPool.Put(cl)
-}
-
-// arm sets cl's timer to fire after d. The timer is stopped or has fired
-// and been drained; since Go 1.23 Reset discards any stale tick.
-func (cl *call) arm(d time.Duration) { cl.timer.Reset(max(d, 0)) }
 
 func newConn(p *Pool, raw net.Conn, tc *tls.Conn) *conn {
 	c := &conn{
@@ -147,113 +98,6 @@ func (c *conn) now() int64 { return int64(time.Since(c.epoch)) }
 // readSince reports whether the connection has read a frame since t, a
 // value of c.now().
 func (c *conn) readSince(t int64) bool { return c.progress.Load() > t }
-
-// exchange sends one query on this connection and waits for its answer, a
-// sign that the connection died (errConnLost, ErrSilent, ErrClosed), or the
-// deadline. cl comes from getCall and goes back to the pool here.
-//
-// added reports that the query's OPT record was added by the rewrite, and so
-// is taken out of the answer again.
-func (c *conn) exchange(cl *call, query []byte, added bool, deadline time.Time) ([]byte, error) {
-	clientID := dnsmsg.ID(query) // read now: query may be reused once we return
-	c.mu.Lock()
-	if c.ended {
-		c.mu.Unlock()
-		putCall(cl)
-		return nil, errConnLost
-	}
-	c.enqueueLocked(cl, query)
-	sentAt := c.now()
-	c.flushLocked()
-
-	sent := time.Now()
-	attempt := c.p.cfg.AttemptTimeout
-	// Checkpoints after sending: a quarter of an attempt timeout (probe a
-	// connection that has read nothing since), a half (retire it if it
-	// still has not, or else send the query once more), then the deadline.
-	// Both come well before the attempt's share of the query's deadline
-	// that balance gives, so that this cheaper recovery runs first.
-	checkpoints := [...]time.Duration{attempt / 4, attempt / 2}
-	stage := 0
-	cl.arm(min(time.Until(deadline), checkpoints[0]))
-	for {
-		select {
-		case r := <-cl.ch:
-			return c.finish(cl, r, clientID, added, len(query), sent)
-		case <-cl.timer.C:
-		}
-		now := time.Now()
-		c.mu.Lock()
-		if cl.answered {
-			// The answer came as the timer fired.
-			c.mu.Unlock()
-			return c.finish(cl, <-cl.ch, clientID, added, len(query), sent)
-		}
-		var err error
-		switch {
-		case !now.Before(deadline) || stage >= len(checkpoints):
-			err = ErrDeadline
-		case stage == 0:
-			if !c.readSince(sentAt) && !c.probing && !c.ended {
-				c.probeLocked()
-			}
-		case stage == 1 && !c.readSince(sentAt):
-			// Nothing read for half an attempt timeout, the probe
-			// included: the connection is dead. shut hands every
-			// pending query, this one too, ErrSilent.
-			c.mu.Unlock()
-			c.shut(CloseError, ErrSilent)
-			continue
-		case stage == 1:
-			// The connection answers others: this query was lost, or
-			// is slow. Ask again; either answer will do.
-			if cl.nids < len(cl.ids) && len(c.pending) < maxPending && !c.ended {
-				c.p.obs.Resent()
-				c.enqueueLocked(cl, query)
-				c.flushLocked()
-				c.mu.Lock()
-			}
-		}
-		if err != nil {
-			c.forgetLocked(cl)
-			c.mu.Unlock()
-			putCall(cl)
-			return nil, err
-		}
-		c.mu.Unlock()
-		stage++
-		next := time.Until(deadline)
-		if stage < len(checkpoints) {
-			next = min(next, checkpoints[stage]-time.Since(sent))
-		}
-		cl.arm(next)
-	}
-}
-
-// finish completes an exchange that got its result.
-func (c *conn) finish(cl *call, r result, clientID uint16, added bool, querySize int, sent time.Time) ([]byte, error) {
-	// The reader took the answered ID out of pending, and shut all of
-	// them: only the other copy of a query sent twice is left to forget.
-	if cl.nids > 1 {
-		c.mu.Lock()
-		c.forgetLocked(cl)
-		c.mu.Unlock()
-	}
-	putCall(cl)
-	if r.err != nil {
-		return nil, r.err
-	}
-	dnsmsg.SetID(r.msg, clientID)
-	if c.p.rewrite {
-		var ka time.Duration
-		var ok bool
-		if r.msg, ka, ok = dnsmsg.CleanAnswer(r.msg, added); ok {
-			c.keepalive.Store(int64(ka))
-		}
-	}
-	c.p.obs.Exchanged(time.Since(sent), querySize, len(r.msg))
-	return r.msg, nil
-}
 
 // enqueueLocked gives query a fresh ID on this connection, registers cl
 // under it and queues the framed query for writing. The caller holds c.mu.
@@ -366,8 +210,11 @@ func (c *conn) readLoop() {
 			c.mu.Unlock()
 		default:
 			cl.answered = true
-			cl.ch <- result{msg: msg} // never blocks: one result per use
+			if cl.nids > 1 {
+				c.forgetLocked(cl) // the other copy of a query sent twice
+			}
 			c.mu.Unlock()
+			cl.end(result{msg: msg}, false)
 		}
 	}
 }
@@ -426,16 +273,20 @@ func (c *conn) shut(reason CloseReason, err error) {
 		return
 	}
 	c.ended = true
+	var ending []*call
 	for _, cl := range c.pending {
 		if cl != probeCall && !cl.answered {
 			cl.answered = true
-			cl.ch <- result{err: tell} // never blocks: one result per use
+			ending = append(ending, cl)
 		}
 	}
 	c.pending = nil
 	c.mu.Unlock()
 
 	c.p.remove(c)
+	for _, cl := range ending {
+		cl.end(result{err: tell}, false)
+	}
 	if reason == CloseIdle || reason == CloseShutdown {
 		_ = c.raw.SetDeadline(time.Now().Add(100 * time.Millisecond))
 		_ = c.tc.Close()

@@ -47,10 +47,18 @@ type Pool struct {
 	rewrite  bool          // cfg.Rewrite asks for a change to queries
 	tick     time.Duration // how often the janitor looks at the connections
 
+	// checkpoints are when, after a query is written, its call looks at
+	// the connection: a quarter of an attempt timeout (probe a connection
+	// that has read nothing since), a half (retire it if it still has not,
+	// or else send the query once more). Both come well before the
+	// attempt's share of the query's deadline that balance gives, so that
+	// this cheaper recovery runs first.
+	checkpoints [2]time.Duration
+
 	mu       sync.Mutex // guards the fields below and conn.inflight/idleSince
 	conns    []*conn    // open connections, oldest first
 	dialing  bool       // a connection is being opened
-	waitq    []*call    // queries waiting for a slot, first come first served
+	waitq    []*waiter  // queries waiting for a slot, first come first served
 	closed   bool
 	failures int       // consecutive failed dials
 	nextWarm time.Time // earliest next background dial after a failure
@@ -86,13 +94,14 @@ func New(cfg Config) (*Pool, error) {
 	// Padded like any query, so that probes look like the rest.
 	probe, _ = dnsmsg.AppendUpstreamQuery(nil, probe, cfg.Rewrite)
 	p := &Pool{
-		cfg:     cfg,
-		obs:     cfg.Observer,
-		log:     cfg.Logger.With("upstream", cfg.Addr),
-		stop:    make(chan struct{}),
-		probe:   probe,
-		rewrite: cfg.Rewrite != (dnsmsg.Rewrite{}),
-		tick:    max(min(cfg.IdleTimeout, cfg.AttemptTimeout)/4, 5*time.Millisecond),
+		cfg:         cfg,
+		obs:         cfg.Observer,
+		log:         cfg.Logger.With("upstream", cfg.Addr),
+		stop:        make(chan struct{}),
+		probe:       probe,
+		rewrite:     cfg.Rewrite != (dnsmsg.Rewrite{}),
+		tick:        max(min(cfg.IdleTimeout, cfg.AttemptTimeout)/4, 5*time.Millisecond),
+		checkpoints: [2]time.Duration{cfg.AttemptTimeout / 4, cfg.AttemptTimeout / 2},
 		dialer: net.Dialer{
 			Timeout:   cfg.ConnectTimeout,
 			KeepAlive: 30 * time.Second,
@@ -157,6 +166,49 @@ func (p *Pool) Exchange(query []byte, deadline time.Time) ([]byte, error) {
 	}
 	p.inflight.Add(1)
 	defer p.inflight.Add(-1)
+	return p.exchange(query, deadline, 0)
+}
+
+// Start sends query as Exchange does, but returns at once: done is told the
+// answer or the error, exactly once, from another goroutine or, when the
+// connection breaks as the query is written, from this one before Start
+// returns. query must stay unchanged until then. Start sends nothing and
+// returns false when no open connection has room right now: opening one or
+// waiting for room is for Exchange, in a goroutine that may block.
+//
+// It is the cheaper path for a caller that need not wait: no goroutine waits
+// for the answer, and the goroutine that reads it hands it on.
+func (p *Pool) Start(query []byte, deadline time.Time, done Done) bool {
+	if len(query) < dnsmsg.HeaderLen {
+		return false
+	}
+	p.mu.Lock()
+	var c *conn
+	if !p.closed {
+		c = p.pickLocked()
+	}
+	if c == nil {
+		p.mu.Unlock()
+		return false
+	}
+	c.inflight++
+	p.mu.Unlock()
+	p.inflight.Add(1)
+
+	cl := getCall()
+	cl.done, cl.orig, cl.started = done, query, true
+	cl.clientID, cl.deadline, cl.query = dnsmsg.ID(query), deadline, query
+	if p.rewrite {
+		buf := wireBufs.Get().(*[]byte)
+		*buf, cl.added = dnsmsg.AppendUpstreamQuery((*buf)[:0], query, p.cfg.Rewrite)
+		cl.query, cl.wireBuf = *buf, buf
+	}
+	c.send(cl)
+	return true
+}
+
+// exchange sends query from its attempt-th connection on, and waits.
+func (p *Pool) exchange(query []byte, deadline time.Time, attempt int) ([]byte, error) {
 	wire, added := query, false
 	if p.rewrite {
 		// Rewritten once, sent as is on every attempt.
@@ -165,24 +217,26 @@ func (p *Pool) Exchange(query []byte, deadline time.Time) ([]byte, error) {
 		wire = *buf
 		defer wireBufs.Put(buf)
 	}
+	w := waiters.Get().(*waiter)
+	defer waiters.Put(w) // every send below was waited for
 	var err error
-	for attempt := 0; attempt < maxAttempts; attempt++ {
+	for ; attempt < maxAttempts; attempt++ {
 		if attempt > 0 {
 			p.obs.Resent()
 		}
-		cl := getCall()
 		var c *conn
-		if c, err = p.acquire(cl, deadline); err != nil {
-			putCall(cl)
+		if c, err = p.acquire(w, deadline); err != nil {
 			return nil, err
 		}
-		var ans []byte
-		ans, err = c.exchange(cl, wire, added, deadline)
-		p.release(c)
-		if err == nil {
-			return ans, nil
+		cl := getCall()
+		cl.done, cl.query, cl.added = w, wire, added
+		cl.clientID, cl.deadline = dnsmsg.ID(query), deadline
+		c.send(cl)
+		r := <-w.ch
+		if r.err == nil {
+			return r.msg, nil
 		}
-		if !errors.Is(err, errConnLost) {
+		if err = r.err; !errors.Is(err, errConnLost) {
 			return nil, err
 		}
 	}
@@ -215,7 +269,7 @@ func (p *Pool) Close() error {
 // connection when all are full and the cap allows. When none has room, the
 // query waits in line, and slots freed or opened are handed out in the order
 // the queries came, one each: no wake-up of every waiter, no overtaking.
-func (p *Pool) acquire(cl *call, deadline time.Time) (*conn, error) {
+func (p *Pool) acquire(w *waiter, deadline time.Time) (*conn, error) {
 	for {
 		p.mu.Lock()
 		if p.closed {
@@ -227,23 +281,23 @@ func (p *Pool) acquire(cl *call, deadline time.Time) (*conn, error) {
 			p.mu.Unlock()
 			return c, nil
 		}
-		p.waitq = append(p.waitq, cl)
+		p.waitq = append(p.waitq, w)
 		p.growLocked()
 		p.mu.Unlock()
 
 		var s slot
-		cl.arm(time.Until(deadline))
+		w.timer.Reset(max(time.Until(deadline), 0))
 		select {
-		case s = <-cl.slot:
-			cl.timer.Stop()
-		case <-cl.timer.C:
+		case s = <-w.slot:
+			w.timer.Stop()
+		case <-w.timer.C:
 			p.mu.Lock()
-			waiting := p.unqueueLocked(cl)
+			waiting := p.unqueueLocked(w)
 			p.mu.Unlock()
 			if waiting {
 				return nil, ErrDeadline
 			}
-			s = <-cl.slot // handed over as the timer fired
+			s = <-w.slot // handed over as the timer fired
 		}
 		if s.err != nil || s.c != nil {
 			return s.c, s.err
@@ -251,11 +305,11 @@ func (p *Pool) acquire(cl *call, deadline time.Time) (*conn, error) {
 	}
 }
 
-// unqueueLocked takes cl out of the wait queue and reports whether it was
+// unqueueLocked takes w out of the wait queue and reports whether it was
 // there.
-func (p *Pool) unqueueLocked(cl *call) bool {
-	for i, w := range p.waitq {
-		if w == cl {
+func (p *Pool) unqueueLocked(w *waiter) bool {
+	for i, x := range p.waitq {
+		if x == w {
 			p.waitq = append(p.waitq[:i], p.waitq[i+1:]...)
 			return true
 		}
@@ -272,12 +326,12 @@ func (p *Pool) handSlotsLocked() {
 		if c == nil {
 			break
 		}
-		cl := p.waitq[0]
+		w := p.waitq[0]
 		n := copy(p.waitq, p.waitq[1:])
 		p.waitq[n] = nil
 		p.waitq = p.waitq[:n]
 		c.inflight++
-		cl.slot <- slot{c: c} // never blocks: a waiter is handed one slot
+		w.slot <- slot{c: c} // never blocks: a waiter is handed one slot
 	}
 	p.growLocked()
 }
@@ -292,8 +346,8 @@ func (p *Pool) growLocked() {
 
 // failWaitersLocked ends the wait of every waiting query with err.
 func (p *Pool) failWaitersLocked(err error) {
-	for i, cl := range p.waitq {
-		cl.slot <- slot{err: err}
+	for i, w := range p.waitq {
+		w.slot <- slot{err: err}
 		p.waitq[i] = nil
 	}
 	p.waitq = p.waitq[:0]

@@ -51,6 +51,9 @@ type Options struct {
 	// ResetMidAnswer reports, for the n-th connection, whether the server
 	// writes half of its first answer and then resets the connection.
 	ResetMidAnswer func(conn int) bool
+	// ResetOn reports, for each query, whether the server writes half of
+	// its answer and then resets the connection.
+	ResetOn func(q *dns.Msg) bool
 	// Inspect, when set, is called with the bytes of each query as they
 	// arrived (no length prefix), before they are parsed.
 	Inspect func(raw []byte)
@@ -249,7 +252,7 @@ func (s *Server) serveConn(tcp *net.TCPConn, idx int) {
 		switch {
 		case silent:
 			continue
-		case reset:
+		case reset || (s.opts.ResetOn != nil && s.opts.ResetOn(q)):
 			sc.resetMidAnswer(q)
 			return
 		case s.opts.Reverse > 1:
