@@ -55,6 +55,10 @@ type Balancer struct {
 	// rnd returns uniformly random bits; it must be safe for concurrent use.
 	rnd func() uint64
 
+	// canStart reports that Start can send queries: hedging is off and
+	// every upstream is a starter.
+	canStart bool
+
 	closed atomic.Bool
 	// wg counts the scheduled timers, running probes and hedged attempts.
 	wg sync.WaitGroup
@@ -91,9 +95,12 @@ func newBalancer(ups []Upstream, cfg Config, rnd func() uint64) (*Balancer, erro
 		probeMsg: probe,
 		rnd:      rnd,
 	}
+	b.canStart = cfg.HedgeAfter == 0 || len(ups) == 1
 	for i, u := range ups {
 		b.hosts[i].up = u
 		b.hosts[i].name = u.String()
+		b.hosts[i].starter, _ = u.(starter)
+		b.canStart = b.canStart && b.hosts[i].starter != nil
 	}
 	return b, nil
 }
@@ -114,13 +121,18 @@ func (b *Balancer) Resolve(query []byte, deadline time.Time) ([]byte, fmt.String
 		return b.resolveHedged(query, deadline)
 	}
 	var tried uint64
-	err := errDeadline
-	for n := 0; n <= b.cfg.MaxRetries; n++ {
+	return b.resolveFrom(query, deadline, &tried, 0, errDeadline)
+}
+
+// resolveFrom makes a query's attempts from the n-th on, given the
+// upstreams it tried and the error of its last attempt.
+func (b *Balancer) resolveFrom(query []byte, deadline time.Time, tried *uint64, n int, err error) ([]byte, fmt.Stringer, error) {
+	for ; n <= b.cfg.MaxRetries; n++ {
 		now := time.Now()
 		if !now.Before(deadline) {
 			break
 		}
-		h := b.choose(&tried)
+		h := b.choose(tried)
 		if n > 0 {
 			b.obs.Retried(h.name)
 		}
@@ -163,7 +175,12 @@ func (b *Balancer) attempt(h *host, query []byte, deadline time.Time) ([]byte, e
 	h.served.Add(1)
 	start := time.Now()
 	ans, err := h.up.Exchange(query, deadline)
-	elapsed := time.Since(start)
+	return ans, b.settle(h, wasDown, time.Since(start), err)
+}
+
+// settle does the bookkeeping of an attempt on h that took elapsed and
+// ended with err, and returns err named after h.
+func (b *Balancer) settle(h *host, wasDown bool, elapsed time.Duration, err error) error {
 	if err == nil {
 		h.observe(elapsed)
 		if elapsed >= b.cfg.SlowAfter {
@@ -174,15 +191,15 @@ func (b *Balancer) attempt(h *host, query []byte, deadline time.Time) ([]byte, e
 		if wasDown {
 			b.answeredWhileDown(h)
 		}
-		return ans, nil
+		return nil
 	}
 	if isTimeout(err) {
 		h.observe(elapsed) // at least this slow
 		b.slow(h)
-		return nil, fmt.Errorf("%s: %w", h.name, err)
+		return fmt.Errorf("%s: %w", h.name, err)
 	}
 	b.fail(h)
-	return nil, fmt.Errorf("%s: %w", h.name, err)
+	return fmt.Errorf("%s: %w", h.name, err)
 }
 
 // share returns the deadline of an attempt that left more attempts may

@@ -35,8 +35,9 @@ const latencyWeight = 8
 // read on every query and written without a lock; the health fields below
 // mu change only on failures and recoveries. A host must not be copied.
 type host struct {
-	up   Upstream
-	name string
+	up      Upstream
+	starter starter // up, if it can start a query; nil otherwise
+	name    string
 
 	state    atomic.Int32
 	served   atomic.Int64 // attempts ever started, probes excluded
