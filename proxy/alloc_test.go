@@ -26,47 +26,62 @@ func (a fixedAnswer) Resolve(q []byte, _ time.Time) ([]byte, fmt.Stringer, error
 	return a, named("fixed"), nil
 }
 
+// fixedStart is fixedAnswer as a Starter that answers before Start
+// returns.
+type fixedStart struct{ fixedAnswer }
+
+func (a fixedStart) Start(q []byte, deadline time.Time, fin proxy.Finisher) bool {
+	fin.Resolved(a.Resolve(q, deadline))
+	return true
+}
+
 // TestUDPAllocations pins the proxy's cost per UDP query in steady state: no
 // allocation at all, from the datagram read to the reply written (workers
 // and query buffers are reused), the resolver's answer aside.
 func TestUDPAllocations(t *testing.T) {
-	for _, listen := range []string{"127.0.0.1:0", "0.0.0.0:0"} { // a wildcard reads the destination too
-		q := msg("alloc.example", dns.TypeA, 7)
-		a := new(dns.Msg)
-		a.SetReply(q)
-		ans, err := a.Pack()
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, _, _ := start(t, fixedAnswer(ans), func(c *proxy.Config) {
-			c.Listen = []string{listen}
-			c.Observer = proxy.NopObserver{}
-		})
-		_, port, _ := net.SplitHostPort(s.Addrs()[0])
-		c, err := net.Dial("udp", net.JoinHostPort("127.0.0.1", port))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		wire, err := q.Pack()
-		if err != nil {
-			t.Fatal(err)
-		}
-		buf := make([]byte, 512)
-		exchange := func() {
-			if _, err := c.Write(wire); err != nil {
+	for _, path := range []string{"Resolve", "Start"} {
+		for _, listen := range []string{"127.0.0.1:0", "0.0.0.0:0"} { // a wildcard reads the destination too
+			q := msg("alloc.example", dns.TypeA, 7)
+			a := new(dns.Msg)
+			a.SetReply(q)
+			ans, err := a.Pack()
+			if err != nil {
 				t.Fatal(err)
 			}
-			c.SetReadDeadline(time.Now().Add(10 * time.Second))
-			if n, err := c.Read(buf); err != nil || dnsmsg.ID(buf[:n]) != 7 {
-				t.Fatalf("reply %x, %v", buf[:n], err)
+			var r proxy.Resolver = fixedAnswer(ans)
+			if path == "Start" {
+				r = fixedStart{fixedAnswer(ans)}
 			}
-		}
-		for range 100 { // the worker and the buffers exist by now
-			exchange()
-		}
-		if n := testing.AllocsPerRun(1000, exchange); n != 0 {
-			t.Errorf("%s: %v allocations per query", listen, n)
+			s, _, _ := start(t, r, func(c *proxy.Config) {
+				c.Listen = []string{listen}
+				c.Observer = proxy.NopObserver{}
+			})
+			_, port, _ := net.SplitHostPort(s.Addrs()[0])
+			c, err := net.Dial("udp", net.JoinHostPort("127.0.0.1", port))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			wire, err := q.Pack()
+			if err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 512)
+			exchange := func() {
+				if _, err := c.Write(wire); err != nil {
+					t.Fatal(err)
+				}
+				c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				if n, err := c.Read(buf); err != nil || dnsmsg.ID(buf[:n]) != 7 {
+					t.Fatalf("reply %x, %v", buf[:n], err)
+				}
+			}
+			for range 100 { // the worker and the buffers exist by now
+				exchange()
+			}
+			if n := testing.AllocsPerRun(1000, exchange); n != 0 {
+				t.Errorf("%s through %s: %v allocations per query", listen, path, n)
+			}
 		}
 	}
 }

@@ -12,27 +12,44 @@ import (
 // handle answers one query from client and returns the reply to send, or nil
 // to send nothing.
 func (s *Server) handle(t Transport, client netip.Addr, msg []byte, arrived time.Time) []byte {
-	q, err := dnsmsg.ParseQuery(msg)
+	var q dnsmsg.Query
+	if reply, done := s.check(t, client, msg, arrived, &q); done {
+		return reply
+	}
+	deadline := arrived.Add(s.cfg.QueryTimeout)
+	answer, from, err := s.cfg.Resolver.Resolve(msg, deadline)
+	return s.finish(t, client, &q, len(msg), arrived, deadline, answer, from, err)
+}
+
+// check parses a query into q and returns done with the reply to send (nil
+// for none) when it goes no further: dropped, malformed or refused.
+func (s *Server) check(t Transport, client netip.Addr, msg []byte, arrived time.Time, q *dnsmsg.Query) (reply []byte, done bool) {
+	var err error
+	*q, err = dnsmsg.ParseQuery(msg)
 	switch {
 	case errors.Is(err, dnsmsg.ErrShort):
 		s.obs.Dropped(t, DropShort)
-		return nil
+		return nil, true
 	case errors.Is(err, dnsmsg.ErrNotQuery):
 		s.obs.Dropped(t, DropResponse)
-		return nil
+		return nil, true
 	case err != nil:
 		s.obs.Malformed(t)
 		q.Question = nil // it did not parse: echo none of it
 		q.EDNS = false
-		return s.reply(t, client, &q, nil, dnsmsg.Reply(&q, dnsmsg.RcodeFormErr), arrived, len(msg))
+		return s.reply(t, client, q, nil, dnsmsg.Reply(q, dnsmsg.RcodeFormErr), arrived, len(msg)), true
 	}
 	if !s.allowed(client) {
 		s.obs.Refused(t)
-		return s.reply(t, client, &q, nil, dnsmsg.Reply(&q, dnsmsg.RcodeRefused), arrived, len(msg))
+		return s.reply(t, client, q, nil, dnsmsg.Reply(q, dnsmsg.RcodeRefused), arrived, len(msg)), true
 	}
+	return nil, false
+}
 
-	deadline := arrived.Add(s.cfg.QueryTimeout)
-	answer, from, err := s.cfg.Resolver.Resolve(msg, deadline)
+// finish returns the reply to a query that went to the resolver, given
+// what the resolver returned.
+func (s *Server) finish(t Transport, client netip.Addr, q *dnsmsg.Query, querySize int, arrived, deadline time.Time,
+	answer []byte, from fmt.Stringer, err error) []byte {
 	if err != nil {
 		reason := FailUpstream
 		if !time.Now().Before(deadline) {
@@ -43,13 +60,13 @@ func (s *Server) handle(t Transport, client netip.Addr, msg []byte, arrived time
 			s.log.Debug("query failed", "client", client, "transport", string(t),
 				"question", dnsmsg.QuestionString(q.Question), "reason", string(reason), "err", err.Error())
 		}
-		return s.reply(t, client, &q, nil, dnsmsg.Reply(&q, dnsmsg.RcodeServFail), arrived, len(msg))
+		return s.reply(t, client, q, nil, dnsmsg.Reply(q, dnsmsg.RcodeServFail), arrived, querySize)
 	}
 	if t == UDP && len(answer) > q.MaxUDPAnswer() {
 		s.obs.Truncated()
-		answer = dnsmsg.Truncated(&q, answer)
+		answer = dnsmsg.Truncated(q, answer)
 	}
-	return s.reply(t, client, &q, from, answer, arrived, len(msg))
+	return s.reply(t, client, q, from, answer, arrived, querySize)
 }
 
 // reply reports a reply about to leave and returns it. At debug level it

@@ -18,25 +18,27 @@ import (
 )
 
 func TestForwardsBytesUnchangedAndKeepsID(t *testing.T) {
-	for _, network := range []string{"udp", "tcp"} {
-		t.Run(network, func(t *testing.T) {
-			r := &echoResolver{}
-			_, addr, obs := start(t, r, nil)
-			q := msg("example.org", dns.TypeA, 0xABCD)
-			q.SetEdns0(1232, true)
-			a := exchange(t, network, addr, q)
-			if a.Id != 0xABCD || a.Rcode != dns.RcodeSuccess || len(a.Answer) != 1 {
-				t.Fatalf("bad answer: %v", a)
-			}
-			want, _ := q.Pack()
-			if got := r.queries(); len(got) != 1 || !bytes.Equal(got[0], want) {
-				t.Fatalf("resolver got %x, want the client's bytes %x", got, want)
-			}
-			if s := obs.snapshot(); s.answered != 1 || s.rcodes[0] != 1 {
-				t.Fatalf("observer: %+v", s)
-			}
-		})
-	}
+	forEachPath(t, func(t *testing.T, wrap func(proxy.Resolver) proxy.Resolver) {
+		for _, network := range []string{"udp", "tcp"} {
+			t.Run(network, func(t *testing.T) {
+				r := &echoResolver{}
+				_, addr, obs := start(t, wrap(r), nil)
+				q := msg("example.org", dns.TypeA, 0xABCD)
+				q.SetEdns0(1232, true)
+				a := exchange(t, network, addr, q)
+				if a.Id != 0xABCD || a.Rcode != dns.RcodeSuccess || len(a.Answer) != 1 {
+					t.Fatalf("bad answer: %v", a)
+				}
+				want, _ := q.Pack()
+				if got := r.queries(); len(got) != 1 || !bytes.Equal(got[0], want) {
+					t.Fatalf("resolver got %x, want the client's bytes %x", got, want)
+				}
+				if s := obs.snapshot(); s.answered != 1 || s.rcodes[0] != 1 {
+					t.Fatalf("observer: %+v", s)
+				}
+			})
+		}
+	})
 }
 
 func TestListensOnIPv6(t *testing.T) {
@@ -49,57 +51,59 @@ func TestListensOnIPv6(t *testing.T) {
 }
 
 func TestUDPTruncation(t *testing.T) {
-	tests := []struct {
-		name    string
-		edns    uint16 // 0: no OPT record
-		records int    // 200-byte TXT records in the answer
-		wantTC  bool
-	}{
-		{"no EDNS, small answer", 0, 1, false},
-		{"no EDNS, 600-byte answer", 0, 3, true},
-		{"EDNS 1232, 1000-byte answer", 1232, 5, false},
-		{"EDNS 1232, 1400-byte answer", 1232, 7, true},
-		{"EDNS below 512 counts as 512", 100, 2, false},
-		{"EDNS 4096, 3000-byte answer", 4096, 15, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, addr, obs := start(t, &echoResolver{answer: bigAnswer(tt.records)}, nil)
-			q := msg("big.example", dns.TypeTXT, 77)
-			if tt.edns > 0 {
-				q.SetEdns0(tt.edns, true)
-			}
-			wire, _ := q.Pack()
-			reply := rawUDP(t, addr, wire, 10*time.Second)
-			var a dns.Msg
-			if err := a.Unpack(reply); err != nil {
-				t.Fatalf("reply does not parse: %v", err)
-			}
-			if a.Id != 77 || a.Truncated != tt.wantTC {
-				t.Fatalf("id %d TC %v, want 77 TC %v", a.Id, a.Truncated, tt.wantTC)
-			}
-			if len(a.Question) != 1 || a.Question[0].Name != "big.example." {
-				t.Fatalf("question not echoed: %v", a.Question)
-			}
-			if tt.wantTC {
-				if len(a.Answer) != 0 || obs.snapshot().truncated != 1 {
-					t.Fatalf("truncated reply carries %d answers", len(a.Answer))
+	forEachPath(t, func(t *testing.T, wrap func(proxy.Resolver) proxy.Resolver) {
+		tests := []struct {
+			name    string
+			edns    uint16 // 0: no OPT record
+			records int    // 200-byte TXT records in the answer
+			wantTC  bool
+		}{
+			{"no EDNS, small answer", 0, 1, false},
+			{"no EDNS, 600-byte answer", 0, 3, true},
+			{"EDNS 1232, 1000-byte answer", 1232, 5, false},
+			{"EDNS 1232, 1400-byte answer", 1232, 7, true},
+			{"EDNS below 512 counts as 512", 100, 2, false},
+			{"EDNS 4096, 3000-byte answer", 4096, 15, false},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				_, addr, obs := start(t, wrap(&echoResolver{answer: bigAnswer(tt.records)}), nil)
+				q := msg("big.example", dns.TypeTXT, 77)
+				if tt.edns > 0 {
+					q.SetEdns0(tt.edns, true)
 				}
-				if (a.IsEdns0() != nil) != (tt.edns > 0) {
-					t.Fatalf("OPT presence %v, want %v", a.IsEdns0() != nil, tt.edns > 0)
+				wire, _ := q.Pack()
+				reply := rawUDP(t, addr, wire, 10*time.Second)
+				var a dns.Msg
+				if err := a.Unpack(reply); err != nil {
+					t.Fatalf("reply does not parse: %v", err)
 				}
-				if len(reply) > 512 {
-					t.Fatalf("truncated reply is %d bytes", len(reply))
+				if a.Id != 77 || a.Truncated != tt.wantTC {
+					t.Fatalf("id %d TC %v, want 77 TC %v", a.Id, a.Truncated, tt.wantTC)
 				}
-				// Over TCP the client gets it all.
-				if full := exchange(t, "tcp", addr, q); len(full.Answer) != tt.records {
-					t.Fatalf("TCP answer has %d records, want %d", len(full.Answer), tt.records)
+				if len(a.Question) != 1 || a.Question[0].Name != "big.example." {
+					t.Fatalf("question not echoed: %v", a.Question)
 				}
-			} else if len(a.Answer) != tt.records {
-				t.Fatalf("got %d records, want %d", len(a.Answer), tt.records)
-			}
-		})
-	}
+				if tt.wantTC {
+					if len(a.Answer) != 0 || obs.snapshot().truncated != 1 {
+						t.Fatalf("truncated reply carries %d answers", len(a.Answer))
+					}
+					if (a.IsEdns0() != nil) != (tt.edns > 0) {
+						t.Fatalf("OPT presence %v, want %v", a.IsEdns0() != nil, tt.edns > 0)
+					}
+					if len(reply) > 512 {
+						t.Fatalf("truncated reply is %d bytes", len(reply))
+					}
+					// Over TCP the client gets it all.
+					if full := exchange(t, "tcp", addr, q); len(full.Answer) != tt.records {
+						t.Fatalf("TCP answer has %d records, want %d", len(full.Answer), tt.records)
+					}
+				} else if len(a.Answer) != tt.records {
+					t.Fatalf("got %d records, want %d", len(a.Answer), tt.records)
+				}
+			})
+		}
+	})
 }
 
 func TestLargeUDPQuery(t *testing.T) {
@@ -122,107 +126,117 @@ func TestLargeUDPQuery(t *testing.T) {
 }
 
 func TestBadDatagramsAreDroppedAndCounted(t *testing.T) {
-	r := &echoResolver{}
-	_, addr, obs := start(t, r, nil)
-	c, err := net.Dial("udp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	resp := msg("x.example", dns.TypeA, 1)
-	resp.Response = true
-	respWire, _ := resp.Pack()
-	good, _ := msg("good.example", dns.TypeA, 2).Pack()
-	// One reader handles datagrams in order: the reply to the good query
-	// proves the two bad ones before it were read and dropped.
-	for _, b := range [][]byte{{1, 2, 3}, respWire, good} {
-		if _, err := c.Write(b); err != nil {
+	forEachPath(t, func(t *testing.T, wrap func(proxy.Resolver) proxy.Resolver) {
+		r := &echoResolver{}
+		_, addr, obs := start(t, wrap(r), nil)
+		c, err := net.Dial("udp", addr)
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	buf := make([]byte, 4096)
-	n, err := c.Read(buf)
-	if err != nil || dnsmsg.ID(buf[:n]) != 2 {
-		t.Fatalf("first reply: id %x err %v; want the good query's", buf[:2], err)
-	}
-	s := obs.snapshot()
-	if s.dropped[proxy.DropShort] != 1 || s.dropped[proxy.DropResponse] != 1 {
-		t.Fatalf("dropped: %v", s.dropped)
-	}
-	if len(r.queries()) != 1 {
-		t.Fatalf("resolver saw %d queries, want 1", len(r.queries()))
-	}
+		defer c.Close()
+		resp := msg("x.example", dns.TypeA, 1)
+		resp.Response = true
+		respWire, _ := resp.Pack()
+		good, _ := msg("good.example", dns.TypeA, 2).Pack()
+		// One reader handles datagrams in order: the reply to the good query
+		// proves the two bad ones before it were read and dropped.
+		for _, b := range [][]byte{{1, 2, 3}, respWire, good} {
+			if _, err := c.Write(b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		buf := make([]byte, 4096)
+		n, err := c.Read(buf)
+		if err != nil || dnsmsg.ID(buf[:n]) != 2 {
+			t.Fatalf("first reply: id %x err %v; want the good query's", buf[:2], err)
+		}
+		s := obs.snapshot()
+		if s.dropped[proxy.DropShort] != 1 || s.dropped[proxy.DropResponse] != 1 {
+			t.Fatalf("dropped: %v", s.dropped)
+		}
+		if len(r.queries()) != 1 {
+			t.Fatalf("resolver saw %d queries, want 1", len(r.queries()))
+		}
+	})
 }
 
 func TestMalformedQueryGetsFormErr(t *testing.T) {
-	r := &echoResolver{}
-	_, addr, obs := start(t, r, nil)
-	// A header that promises one question, then a label running off the end.
-	bad := []byte{0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 40, 'a', 'b'}
-	reply := rawUDP(t, addr, bad, 10*time.Second)
-	var a dns.Msg
-	if err := a.Unpack(reply); err != nil {
-		t.Fatal(err)
-	}
-	if a.Id != 0x1234 || a.Rcode != dns.RcodeFormatError {
-		t.Fatalf("got id %x rcode %d, want FORMERR", a.Id, a.Rcode)
-	}
-	if obs.snapshot().malformed != 1 || len(r.queries()) != 0 {
-		t.Fatal("malformed query not counted, or forwarded")
-	}
+	forEachPath(t, func(t *testing.T, wrap func(proxy.Resolver) proxy.Resolver) {
+		r := &echoResolver{}
+		_, addr, obs := start(t, wrap(r), nil)
+		// A header that promises one question, then a label running off the end.
+		bad := []byte{0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 40, 'a', 'b'}
+		reply := rawUDP(t, addr, bad, 10*time.Second)
+		var a dns.Msg
+		if err := a.Unpack(reply); err != nil {
+			t.Fatal(err)
+		}
+		if a.Id != 0x1234 || a.Rcode != dns.RcodeFormatError {
+			t.Fatalf("got id %x rcode %d, want FORMERR", a.Id, a.Rcode)
+		}
+		if obs.snapshot().malformed != 1 || len(r.queries()) != 0 {
+			t.Fatal("malformed query not counted, or forwarded")
+		}
+	})
 }
 
 func TestACLRefusesWithoutUpstreamTraffic(t *testing.T) {
-	r := &echoResolver{}
-	_, addr, obs := start(t, r, func(c *proxy.Config) {
-		c.Allow = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
-	})
-	for _, network := range []string{"udp", "tcp"} {
-		q := msg("refused.example", dns.TypeA, 9)
-		q.SetEdns0(1232, false)
-		a := exchange(t, network, addr, q)
-		if a.Rcode != dns.RcodeRefused || a.Id != 9 || len(a.Question) != 1 || a.IsEdns0() == nil {
-			t.Fatalf("%s: %v", network, a)
+	forEachPath(t, func(t *testing.T, wrap func(proxy.Resolver) proxy.Resolver) {
+		r := &echoResolver{}
+		_, addr, obs := start(t, wrap(r), func(c *proxy.Config) {
+			c.Allow = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+		})
+		for _, network := range []string{"udp", "tcp"} {
+			q := msg("refused.example", dns.TypeA, 9)
+			q.SetEdns0(1232, false)
+			a := exchange(t, network, addr, q)
+			if a.Rcode != dns.RcodeRefused || a.Id != 9 || len(a.Question) != 1 || a.IsEdns0() == nil {
+				t.Fatalf("%s: %v", network, a)
+			}
 		}
-	}
-	if len(r.queries()) != 0 {
-		t.Fatal("a refused client caused upstream traffic")
-	}
-	if obs.snapshot().refused != 2 {
-		t.Fatalf("refused = %d", obs.snapshot().refused)
-	}
+		if len(r.queries()) != 0 {
+			t.Fatal("a refused client caused upstream traffic")
+		}
+		if obs.snapshot().refused != 2 {
+			t.Fatalf("refused = %d", obs.snapshot().refused)
+		}
+	})
 }
 
 func TestServFailAtDeadline(t *testing.T) {
-	block := resolverFunc(func(ctx context.Context, _ []byte) ([]byte, string, error) {
-		<-ctx.Done()
-		return nil, "", ctx.Err()
-	})
-	_, addr, obs := start(t, block, func(c *proxy.Config) { c.QueryTimeout = 50 * time.Millisecond })
-	for _, network := range []string{"udp", "tcp"} {
-		a := exchange(t, network, addr, msg("slow.example", dns.TypeA, 11))
-		if a.Rcode != dns.RcodeServerFailure || a.Id != 11 || a.Question[0].Name != "slow.example." {
-			t.Fatalf("%s: %v", network, a)
+	forEachPath(t, func(t *testing.T, wrap func(proxy.Resolver) proxy.Resolver) {
+		block := resolverFunc(func(ctx context.Context, _ []byte) ([]byte, string, error) {
+			<-ctx.Done()
+			return nil, "", ctx.Err()
+		})
+		_, addr, obs := start(t, wrap(block), func(c *proxy.Config) { c.QueryTimeout = 50 * time.Millisecond })
+		for _, network := range []string{"udp", "tcp"} {
+			a := exchange(t, network, addr, msg("slow.example", dns.TypeA, 11))
+			if a.Rcode != dns.RcodeServerFailure || a.Id != 11 || a.Question[0].Name != "slow.example." {
+				t.Fatalf("%s: %v", network, a)
+			}
 		}
-	}
-	if obs.snapshot().failed[proxy.FailDeadline] != 2 {
-		t.Fatalf("failed: %v", obs.snapshot().failed)
-	}
+		if obs.snapshot().failed[proxy.FailDeadline] != 2 {
+			t.Fatalf("failed: %v", obs.snapshot().failed)
+		}
+	})
 }
 
 func TestServFailOnUpstreamError(t *testing.T) {
-	fail := resolverFunc(func(context.Context, []byte) ([]byte, string, error) {
-		return nil, "", errors.New("all upstreams down")
+	forEachPath(t, func(t *testing.T, wrap func(proxy.Resolver) proxy.Resolver) {
+		fail := resolverFunc(func(context.Context, []byte) ([]byte, string, error) {
+			return nil, "", errors.New("all upstreams down")
+		})
+		_, addr, obs := start(t, wrap(fail), nil)
+		a := exchange(t, "udp", addr, msg("down.example", dns.TypeA, 12))
+		if a.Rcode != dns.RcodeServerFailure || a.Id != 12 {
+			t.Fatalf("%v", a)
+		}
+		if obs.snapshot().failed[proxy.FailUpstream] != 1 {
+			t.Fatalf("failed: %v", obs.snapshot().failed)
+		}
 	})
-	_, addr, obs := start(t, fail, nil)
-	a := exchange(t, "udp", addr, msg("down.example", dns.TypeA, 12))
-	if a.Rcode != dns.RcodeServerFailure || a.Id != 12 {
-		t.Fatalf("%v", a)
-	}
-	if obs.snapshot().failed[proxy.FailUpstream] != 1 {
-		t.Fatalf("failed: %v", obs.snapshot().failed)
-	}
 }
 
 // writeFrame writes one length-prefixed message.
@@ -356,48 +370,50 @@ func TestTCPConnectionLimit(t *testing.T) {
 }
 
 func TestShutdownAnswersQueriesInFlight(t *testing.T) {
-	arrived := make(chan struct{}, 2)
-	release := make(chan struct{})
-	echo := &echoResolver{}
-	r := resolverFunc(func(ctx context.Context, q []byte) ([]byte, string, error) {
-		arrived <- struct{}{}
-		<-release
-		ans, _, err := echo.Resolve(q, time.Time{})
-		return ans, "up.test:853", err
-	})
-	s, addr, _ := start(t, r, nil)
-	replies := make(chan *dns.Msg, 2)
-	for i, network := range []string{"udp", "tcp"} {
-		go func() {
-			c := &dns.Client{Net: network, Timeout: 10 * time.Second}
-			a, _, err := c.Exchange(msg("inflight.example", dns.TypeA, uint16(i)), addr)
-			if err != nil {
-				a = nil
-			}
-			replies <- a
-		}()
-	}
-	dottest.Await(t, arrived, "udp query")
-	dottest.Await(t, arrived, "tcp query")
-	stopped := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		stopped <- s.Shutdown(ctx)
-	}()
-	close(release)
-	for range 2 {
-		if a := dottest.Await(t, replies, "reply"); a == nil || a.Rcode != dns.RcodeSuccess {
-			t.Fatalf("in-flight query not answered: %v", a)
+	forEachPath(t, func(t *testing.T, wrap func(proxy.Resolver) proxy.Resolver) {
+		arrived := make(chan struct{}, 2)
+		release := make(chan struct{})
+		echo := &echoResolver{}
+		r := resolverFunc(func(ctx context.Context, q []byte) ([]byte, string, error) {
+			arrived <- struct{}{}
+			<-release
+			ans, _, err := echo.Resolve(q, time.Time{})
+			return ans, "up.test:853", err
+		})
+		s, addr, _ := start(t, wrap(r), nil)
+		replies := make(chan *dns.Msg, 2)
+		for i, network := range []string{"udp", "tcp"} {
+			go func() {
+				c := &dns.Client{Net: network, Timeout: 10 * time.Second}
+				a, _, err := c.Exchange(msg("inflight.example", dns.TypeA, uint16(i)), addr)
+				if err != nil {
+					a = nil
+				}
+				replies <- a
+			}()
 		}
-	}
-	if err := dottest.Await(t, stopped, "shutdown"); err != nil {
-		t.Fatal(err)
-	}
-	if c, err := net.Dial("tcp", addr); err == nil {
-		c.Close()
-		t.Fatal("still accepting after shutdown")
-	}
+		dottest.Await(t, arrived, "udp query")
+		dottest.Await(t, arrived, "tcp query")
+		stopped := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			stopped <- s.Shutdown(ctx)
+		}()
+		close(release)
+		for range 2 {
+			if a := dottest.Await(t, replies, "reply"); a == nil || a.Rcode != dns.RcodeSuccess {
+				t.Fatalf("in-flight query not answered: %v", a)
+			}
+		}
+		if err := dottest.Await(t, stopped, "shutdown"); err != nil {
+			t.Fatal(err)
+		}
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			t.Fatal("still accepting after shutdown")
+		}
+	})
 }
 
 func TestStartFailsOnBusyAddress(t *testing.T) {

@@ -18,3 +18,21 @@ import (
 type Resolver interface {
 	Resolve(query []byte, deadline time.Time) (answer []byte, upstream fmt.Stringer, err error)
 }
+
+// Starter is a Resolver that can also resolve a query without the caller
+// waiting: Start returns at once and the answer is handed to fin by
+// whichever goroutine got it, so that a query costs no goroutine of its own
+// while it waits. fin is told exactly once, possibly before Start returns;
+// query must stay unchanged until then. Start returns false, having done
+// nothing, when it cannot work that way; the query then goes to Resolve.
+// *balance.Balancer implements it.
+type Starter interface {
+	Start(query []byte, deadline time.Time, fin Finisher) bool
+}
+
+// Finisher receives the end of a query sent by Starter.Start: what Resolve
+// would have returned. It is an alias of an unnamed interface, so that a
+// Starter names the same type without importing this package.
+type Finisher = interface {
+	Resolved(answer []byte, upstream fmt.Stringer, err error)
+}

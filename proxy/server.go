@@ -15,10 +15,11 @@ import (
 // Server serves DNS on every listen address over UDP and TCP. Start it once,
 // then Shutdown it once.
 type Server struct {
-	cfg   Config
-	obs   Observer
-	log   *slog.Logger
-	debug bool // log every query: checked once, not per query
+	cfg     Config
+	starter Starter // cfg.Resolver, if it can start queries; nil otherwise
+	obs     Observer
+	log     *slog.Logger
+	debug   bool // log every query: checked once, not per query
 
 	wg sync.WaitGroup // every serving goroutine and query
 
@@ -42,6 +43,7 @@ func New(cfg Config) (*Server, error) {
 		debug: cfg.Logger.Enabled(context.Background(), slog.LevelDebug),
 		conns: map[net.Conn]struct{}{},
 	}
+	s.starter, _ = cfg.Resolver.(Starter)
 	return s, nil
 }
 

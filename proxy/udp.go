@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -72,6 +73,14 @@ type udpQuery struct {
 	arrived  time.Time
 	replyOOB []byte // into replyBuf
 	replyBuf [oobSize]byte
+
+	// Set for a query sent by the resolver's Start, which answers it
+	// through Resolved.
+	s        *Server
+	l        *udpListener
+	slots    <-chan struct{}
+	parsed   dnsmsg.Query
+	deadline time.Time
 }
 
 // queryCap is a pooled query's capacity: the largest UDP payload that
@@ -90,9 +99,12 @@ var udpQueries = sync.Pool{New: func() any {
 // query, short enough that a burst leaves no crowd of idle goroutines.
 const workerIdle = 2 * time.Second
 
-// serveUDP reads queries and hands each to an idle worker, starting a new
-// worker only when none is idle. Workers and query buffers are reused, so
-// that a query in steady state costs no goroutine start and no allocation.
+// serveUDP reads queries and starts each on the resolver, whose answer is
+// written back by the goroutine that got it (see startUDP). A query the
+// resolver cannot start goes to an idle worker, which waits for it; a new
+// worker starts only when none is idle. Workers and query buffers are
+// reused, so that a query in steady state costs no goroutine start and no
+// allocation.
 func (s *Server) serveUDP(pc *net.UDPConn) {
 	defer s.wg.Done()
 	l := newUDPListener(pc)
@@ -120,6 +132,9 @@ func (s *Server) serveUDP(pc *net.UDPConn) {
 		}
 		q.msg = append(q.msg[:0], buf[:n]...)
 		slots <- struct{}{}
+		if s.starter != nil && s.startUDP(l, q, slots) {
+			continue
+		}
 		select {
 		case work <- q:
 		default:
@@ -153,10 +168,50 @@ func (s *Server) udpWorker(l *udpListener, q *udpQuery, work <-chan *udpQuery, s
 }
 
 func (s *Server) answerUDP(l *udpListener, q *udpQuery) {
-	reply := s.handle(UDP, q.client.Addr(), q.msg, q.arrived)
-	if reply == nil {
-		return
+	if reply := s.handle(UDP, q.client.Addr(), q.msg, q.arrived); reply != nil {
+		s.writeUDP(l, q, reply)
 	}
+}
+
+// startUDP sends q to the resolver's Start and reports whether it did; q is
+// then answered through Resolved, and its slot freed there. It answers at
+// once a query that goes no further than check. Once the resolver has it,
+// q may already be answered and reused: it is not touched again here.
+//
+// This is the cheap path: the listener's reader writes the query upstream
+// itself, and the upstream connection's reader writes the reply, so that no
+// goroutine is woken for the query in between.
+func (s *Server) startUDP(l *udpListener, q *udpQuery, slots <-chan struct{}) bool {
+	reply, done := s.check(UDP, q.client.Addr(), q.msg, q.arrived, &q.parsed)
+	if done {
+		if reply != nil {
+			s.writeUDP(l, q, reply)
+		}
+		<-slots
+		udpQueries.Put(q)
+		return true
+	}
+	q.s, q.l, q.slots = s, l, slots
+	q.deadline = q.arrived.Add(s.cfg.QueryTimeout)
+	s.wg.Add(1)
+	if s.starter.Start(q.msg, q.deadline, q) {
+		return true
+	}
+	s.wg.Done()
+	return false
+}
+
+// Resolved answers a query that startUDP sent.
+func (q *udpQuery) Resolved(answer []byte, from fmt.Stringer, err error) {
+	s, slots := q.s, q.slots
+	reply := s.finish(UDP, q.client.Addr(), &q.parsed, len(q.msg), q.arrived, q.deadline, answer, from, err)
+	s.writeUDP(q.l, q, reply)
+	<-slots
+	udpQueries.Put(q)
+	s.wg.Done()
+}
+
+func (s *Server) writeUDP(l *udpListener, q *udpQuery, reply []byte) {
 	if err := l.write(reply, q.replyOOB, q.client); err != nil && !errors.Is(err, net.ErrClosed) {
 		s.log.Debug("udp write failed", "client", q.client.String(), "err", err.Error())
 	}
