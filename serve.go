@@ -244,4 +244,4 @@ func localAddr(listen string) (string, error) {
 	}
 	return net.JoinHostPort(host, port), nil
 }
-var _ proxy.Starter = (*balance.Balancer)(nil) // UDP queries take the path with no hand-off
+var _ proxy.BatchStarter = (*balance.Balancer)(nil) // UDP queries take the path with no hand-off, bursts in one write

@@ -100,6 +100,7 @@ func newBalancer(ups []Upstream, cfg Config, rnd func() uint64) (*Balancer, erro
 		b.hosts[i].up = u
 		b.hosts[i].name = u.String()
 		b.hosts[i].starter, _ = u.(starter)
+		b.hosts[i].holder, _ = u.(holder)
 		b.canStart = b.canStart && b.hosts[i].starter != nil
 	}
 	return b, nil

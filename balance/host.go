@@ -37,6 +37,7 @@ const latencyWeight = 8
 type host struct {
 	up      Upstream
 	starter starter // up, if it can start a query; nil otherwise
+	holder  holder  // up, if it can also hold queries until Flush
 	name    string
 
 	state    atomic.Int32

@@ -27,6 +27,13 @@ type starter interface {
 	Start(query []byte, deadline time.Time, done exchangeDone) bool
 }
 
+// holder is a starter that can also leave queries unwritten until Flush,
+// as *upstream.Pool does.
+type holder interface {
+	StartHeld(query []byte, deadline time.Time, done exchangeDone) bool
+	Flush()
+}
+
 // Start resolves query as Resolve does, but returns at once: fin is told the
 // answer or the error, exactly once, from another goroutine or, when the
 // query fails as it is sent, from this one before Start returns. query must
@@ -39,6 +46,26 @@ type starter interface {
 // goroutine of its own. Whatever must wait (a connection to open, a retry
 // after a failure) runs in a goroutine of its own, as Resolve would.
 func (b *Balancer) Start(query []byte, deadline time.Time, fin Finisher) bool {
+	return b.start(query, deadline, fin, false)
+}
+
+// StartHeld is Start, except that the query may wait unwritten until
+// Flush, so that a burst of queries leaves in as few writes as it can.
+// The caller must call Flush before it waits for anything.
+func (b *Balancer) StartHeld(query []byte, deadline time.Time, fin Finisher) bool {
+	return b.start(query, deadline, fin, true)
+}
+
+// Flush writes the queries that StartHeld left waiting.
+func (b *Balancer) Flush() {
+	for i := range b.hosts {
+		if h := b.hosts[i].holder; h != nil {
+			h.Flush()
+		}
+	}
+}
+
+func (b *Balancer) start(query []byte, deadline time.Time, fin Finisher, hold bool) bool {
 	if !b.canStart {
 		return false
 	}
@@ -52,7 +79,13 @@ func (b *Balancer) Start(query []byte, deadline time.Time, fin Finisher) bool {
 	r.h, r.start = h, now
 	r.wasDown = h.state.Load() == stateDown
 	h.served.Add(1)
-	if !h.starter.Start(query, r.attemptDeadline(), r) {
+	var started bool
+	if hold && h.holder != nil {
+		started = h.holder.StartHeld(query, r.attemptDeadline(), r)
+	} else {
+		started = h.starter.Start(query, r.attemptDeadline(), r)
+	}
+	if !started {
 		go r.exchange()
 	}
 	return true

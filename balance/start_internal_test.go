@@ -3,6 +3,7 @@ package balance
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -139,6 +140,69 @@ func TestStartDeclines(t *testing.T) {
 	for _, f := range fakes {
 		if f.calls.Load() != 0 {
 			t.Fatalf("%s got a query", f.name)
+		}
+	}
+}
+
+// holdingFake is a startingFake that can hold queries until Flush.
+type holdingFake struct {
+	*startingFake
+	mu   sync.Mutex
+	held []func()
+}
+
+func (h *holdingFake) StartHeld(q []byte, deadline time.Time, done exchangeDone) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.held = append(h.held, func() { h.Start(q, deadline, done) })
+	return true
+}
+
+func (h *holdingFake) Flush() {
+	h.mu.Lock()
+	held := h.held
+	h.held = nil
+	h.mu.Unlock()
+	for _, f := range held {
+		f()
+	}
+}
+
+// TestStartHeldAndFlush: StartHeld leaves queries with the upstream's
+// StartHeld, and Flush reaches every upstream.
+func TestStartHeldAndFlush(t *testing.T) {
+	var ups []Upstream
+	var fakes []*holdingFake
+	for i := range 2 {
+		f := &holdingFake{startingFake: &startingFake{fakeUpstream: newFake(fmt.Sprintf("u%d", i), answer)}}
+		fakes = append(fakes, f)
+		ups = append(ups, f)
+	}
+	b, err := newBalancer(ups, Config{Policy: RoundRobin}, seeded(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	fin := make(resolved, 4)
+	for range 4 {
+		if !b.StartHeld(testQuery, far(), fin) {
+			t.Fatal("StartHeld declined")
+		}
+	}
+	for _, f := range fakes {
+		if got := f.started.Load(); got != 0 {
+			t.Fatalf("%s started %d queries before Flush", f.name, got)
+		}
+	}
+	b.Flush()
+	for range 4 {
+		if r := dottest.Await(t, fin, "an answer"); r.err != nil {
+			t.Fatal(r.err)
+		}
+	}
+	for _, f := range fakes {
+		if got := f.started.Load(); got != 2 {
+			t.Fatalf("%s started %d queries, want 2 of the 4 in turn", f.name, got)
 		}
 	}
 }

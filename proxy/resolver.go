@@ -36,3 +36,16 @@ type Starter interface {
 type Finisher = interface {
 	Resolved(answer []byte, upstream fmt.Stringer, err error)
 }
+
+// BatchStarter is a Starter that can also leave the upstream writes of
+// queries started together for one Flush, so that a burst of datagrams read
+// in one system call leaves in one write too. *balance.Balancer implements
+// it.
+type BatchStarter interface {
+	Starter
+	// StartHeld is Start, except that the query may wait unwritten until
+	// Flush, which the caller must call before it waits for anything.
+	StartHeld(query []byte, deadline time.Time, fin Finisher) bool
+	// Flush writes the queries that StartHeld left waiting.
+	Flush()
+}

@@ -16,7 +16,8 @@ import (
 // then Shutdown it once.
 type Server struct {
 	cfg     Config
-	starter Starter // cfg.Resolver, if it can start queries; nil otherwise
+	starter Starter      // cfg.Resolver, if it can start queries; nil otherwise
+	batcher BatchStarter // cfg.Resolver, if it can also hold them for a Flush
 	obs     Observer
 	log     *slog.Logger
 	debug   bool // log every query: checked once, not per query
@@ -44,6 +45,7 @@ func New(cfg Config) (*Server, error) {
 		conns: map[net.Conn]struct{}{},
 	}
 	s.starter, _ = cfg.Resolver.(Starter)
+	s.batcher, _ = cfg.Resolver.(BatchStarter)
 	return s, nil
 }
 

@@ -1,6 +1,9 @@
 package proxy_test
 
 import (
+	"fmt"
+	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -70,5 +73,83 @@ func TestUDPQueriesGoThroughStart(t *testing.T) {
 	}
 	if s := obs.snapshot(); s.answered != 1 {
 		t.Fatalf("answered = %d, want 1", s.answered)
+	}
+}
+
+// batching is a starting resolver that holds queries until Flush.
+type batching struct {
+	starting
+	mu      sync.Mutex
+	held    []func()
+	nheld   atomic.Int64
+	flushes atomic.Int64
+}
+
+func (b *batching) StartHeld(q []byte, deadline time.Time, fin proxy.Finisher) bool {
+	b.nheld.Add(1)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.held = append(b.held, func() { b.Start(q, deadline, fin) })
+	return true
+}
+
+func (b *batching) Flush() {
+	b.flushes.Add(1)
+	b.mu.Lock()
+	held := b.held
+	b.held = nil
+	b.mu.Unlock()
+	for _, f := range held {
+		f()
+	}
+}
+
+// TestUDPBurst: a burst of datagrams, read in batches, is answered whole,
+// and every query held for a batch is flushed.
+func TestUDPBurst(t *testing.T) {
+	for _, listen := range []string{"127.0.0.1:0", "0.0.0.0:0"} {
+		r := &batching{starting: starting{Resolver: &echoResolver{}}}
+		s, _, _ := start(t, r, func(c *proxy.Config) { c.Listen = []string{listen} })
+		_, port, _ := net.SplitHostPort(s.Addrs()[0])
+		c, err := net.Dial("udp", net.JoinHostPort("127.0.0.1", port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		const n = 64
+		for i := range n {
+			wire, err := msg(fmt.Sprintf("burst%d.example", i), dns.TypeA, uint16(i)).Pack()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Write(wire); err != nil {
+				t.Fatal(err)
+			}
+		}
+		seen := map[uint16]bool{}
+		buf := make([]byte, 512)
+		for range n {
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			k, err := c.Read(buf)
+			if err != nil {
+				t.Fatalf("%s: %d of %d replies: %v", listen, len(seen), n, err)
+			}
+			var a dns.Msg
+			if err := a.Unpack(buf[:k]); err != nil || len(a.Answer) != 1 ||
+				a.Question[0].Name != fmt.Sprintf("burst%d.example.", a.Id) {
+				t.Fatalf("%s: bad reply %v (%v)", listen, &a, err)
+			}
+			seen[a.Id] = true
+		}
+		if len(seen) != n {
+			t.Fatalf("%s: replies to %d distinct queries, want %d", listen, len(seen), n)
+		}
+		if got := r.started.Load(); got != n {
+			t.Fatalf("%s: %d queries started, want %d", listen, got, n)
+		}
+		if r.nheld.Load() > 0 && r.flushes.Load() == 0 {
+			t.Fatalf("%s: %d queries held and never flushed", listen, r.nheld.Load())
+		}
+		t.Logf("%s: %d of %d queries held for a batch, %d flushes", listen, r.nheld.Load(), n, r.flushes.Load())
 	}
 }

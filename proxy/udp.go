@@ -111,35 +111,69 @@ func (s *Server) serveUDP(pc *net.UDPConn) {
 	slots := make(chan struct{}, s.cfg.UDPMaxInFlight)
 	work := make(chan *udpQuery)
 	defer close(work) // idle workers end; busy ones end after their query
-	buf := make([]byte, maxDatagram)
-	oob := make([]byte, oobSize)
-	for {
-		q := udpQueries.Get().(*udpQuery)
-		n, err := l.read(buf, oob, q)
-		if err != nil {
+	r, err := newBatchReader(l)
+	if err != nil {
+		s.log.Error("udp listener failed", "addr", pc.LocalAddr().String(), "err", err.Error())
+		return
+	}
+	qs := make([]*udpQuery, batchSize)
+	defer func() {
+		for _, q := range qs {
 			udpQueries.Put(q)
+		}
+	}()
+	for {
+		for i, q := range qs {
+			if q == nil {
+				qs[i] = udpQueries.Get().(*udpQuery)
+			}
+		}
+		n, err := r.read(qs)
+		if err != nil {
 			if s.isStopping() || errors.Is(err, net.ErrClosed) {
 				return
 			}
 			s.log.Warn("udp read failed", "addr", pc.LocalAddr().String(), "err", err.Error())
 			continue
 		}
-		q.arrived = time.Now()
-		if n < dnsmsg.HeaderLen {
-			s.obs.Dropped(UDP, DropShort)
-			udpQueries.Put(q)
-			continue
+		arrived := time.Now()
+		// A burst leaves upstream in one write per connection, held
+		// until the batch is through; a lone query is written at once.
+		hold := n > 1 && s.batcher != nil
+		held := false
+		for i := range n {
+			q := qs[i]
+			qs[i] = nil
+			q.arrived = arrived
+			if len(q.msg) < dnsmsg.HeaderLen {
+				s.obs.Dropped(UDP, DropShort)
+				udpQueries.Put(q)
+				continue
+			}
+			select {
+			case slots <- struct{}{}:
+			default:
+				// Full: the answers that free a slot may be
+				// waiting for the queries held.
+				if held {
+					s.batcher.Flush()
+					held = false
+				}
+				slots <- struct{}{}
+			}
+			if s.starter != nil && s.startUDP(l, q, slots, hold) {
+				held = held || hold
+				continue
+			}
+			select {
+			case work <- q:
+			default:
+				s.wg.Add(1)
+				go s.udpWorker(l, q, work, slots)
+			}
 		}
-		q.msg = append(q.msg[:0], buf[:n]...)
-		slots <- struct{}{}
-		if s.starter != nil && s.startUDP(l, q, slots) {
-			continue
-		}
-		select {
-		case work <- q:
-		default:
-			s.wg.Add(1)
-			go s.udpWorker(l, q, work, slots)
+		if held {
+			s.batcher.Flush()
 		}
 	}
 }
@@ -173,7 +207,8 @@ func (s *Server) answerUDP(l *udpListener, q *udpQuery) {
 	}
 }
 
-// startUDP sends q to the resolver's Start and reports whether it did; q is
+// startUDP sends q to the resolver's Start, or with hold to its StartHeld,
+// and reports whether it did; q is
 // then answered through Resolved, and its slot freed there. It answers at
 // once a query that goes no further than check. Once the resolver has it,
 // q may already be answered and reused: it is not touched again here.
@@ -181,7 +216,7 @@ func (s *Server) answerUDP(l *udpListener, q *udpQuery) {
 // This is the cheap path: the listener's reader writes the query upstream
 // itself, and the upstream connection's reader writes the reply, so that no
 // goroutine is woken for the query in between.
-func (s *Server) startUDP(l *udpListener, q *udpQuery, slots <-chan struct{}) bool {
+func (s *Server) startUDP(l *udpListener, q *udpQuery, slots <-chan struct{}, hold bool) bool {
 	reply, done := s.check(UDP, q.client.Addr(), q.msg, q.arrived, &q.parsed)
 	if done {
 		if reply != nil {
@@ -194,7 +229,7 @@ func (s *Server) startUDP(l *udpListener, q *udpQuery, slots <-chan struct{}) bo
 	q.s, q.l, q.slots = s, l, slots
 	q.deadline = q.arrived.Add(s.cfg.QueryTimeout)
 	s.wg.Add(1)
-	if s.starter.Start(q.msg, q.deadline, q) {
+	if hold && s.batcher.StartHeld(q.msg, q.deadline, q) || !hold && s.starter.Start(q.msg, q.deadline, q) {
 		return true
 	}
 	s.wg.Done()

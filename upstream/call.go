@@ -100,19 +100,34 @@ var waiters = sync.Pool{New: func() any {
 // arms cl's timer. If c has ended, the call ends at once with errConnLost.
 // cl may have ended, and been reused, by the time send returns.
 func (c *conn) send(cl *call) {
+	if c.queue(cl) {
+		c.flushLocked()
+	}
+}
+
+// hold is send, except that the query stays queued for the next write.
+func (c *conn) hold(cl *call) {
+	if c.queue(cl) {
+		c.mu.Unlock()
+	}
+}
+
+// queue registers cl on c and queues its query, and returns true with c.mu
+// held; or, if c has ended, ends cl with errConnLost and returns false.
+func (c *conn) queue(cl *call) bool {
 	cl.c = c
 	c.mu.Lock()
 	if c.ended {
 		cl.answered = true
 		c.mu.Unlock()
 		cl.end(result{err: errConnLost}, false)
-		return
+		return false
 	}
 	c.enqueueLocked(cl, cl.query)
 	cl.sentAt = c.now()
 	cl.sent = time.Now()
 	cl.timer.Reset(max(min(time.Until(cl.deadline), c.p.checkpoints[0]), 0))
-	c.flushLocked()
+	return true
 }
 
 // onTimer runs at each of cl's checkpoints and at its deadline.

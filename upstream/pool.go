@@ -55,6 +55,11 @@ type Pool struct {
 	// this cheaper recovery runs first.
 	checkpoints [2]time.Duration
 
+	// held is set when StartHeld has left a query unwritten, until Flush.
+	held     atomic.Bool
+	flushMu  sync.Mutex // serialises Flush, which owns flushing
+	flushing []*conn
+
 	mu       sync.Mutex // guards the fields below and conn.inflight/idleSince
 	conns    []*conn    // open connections, oldest first
 	dialing  bool       // a connection is being opened
@@ -179,6 +184,34 @@ func (p *Pool) Exchange(query []byte, deadline time.Time) ([]byte, error) {
 // It is the cheaper path for a caller that need not wait: no goroutine waits
 // for the answer, and the goroutine that reads it hands it on.
 func (p *Pool) Start(query []byte, deadline time.Time, done Done) bool {
+	return p.start(query, deadline, done, false)
+}
+
+// StartHeld is Start, except that the query may wait in its connection's
+// buffer until Flush, so that queries started together leave in one TLS
+// write. The caller must call Flush before it waits for anything.
+func (p *Pool) StartHeld(query []byte, deadline time.Time, done Done) bool {
+	return p.start(query, deadline, done, true)
+}
+
+// Flush writes the queries that StartHeld left waiting.
+func (p *Pool) Flush() {
+	if !p.held.Swap(false) {
+		return
+	}
+	p.flushMu.Lock()
+	defer p.flushMu.Unlock()
+	p.mu.Lock()
+	p.flushing = append(p.flushing[:0], p.conns...)
+	p.mu.Unlock()
+	for _, c := range p.flushing {
+		c.mu.Lock()
+		c.flushLocked() // writes what is queued, unless a write is under way, which then takes it
+	}
+	clear(p.flushing)
+}
+
+func (p *Pool) start(query []byte, deadline time.Time, done Done, hold bool) bool {
 	if len(query) < dnsmsg.HeaderLen {
 		return false
 	}
@@ -202,6 +235,11 @@ func (p *Pool) Start(query []byte, deadline time.Time, done Done) bool {
 		buf := wireBufs.Get().(*[]byte)
 		*buf, cl.added = dnsmsg.AppendUpstreamQuery((*buf)[:0], query, p.cfg.Rewrite)
 		cl.query, cl.wireBuf = *buf, buf
+	}
+	if hold {
+		c.hold(cl)
+		p.held.Store(true)
+		return true
 	}
 	c.send(cl)
 	return true

@@ -1,7 +1,9 @@
 package upstream_test
 
 import (
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -162,4 +164,38 @@ func silencedPool(t *testing.T) *upstream.Pool {
 	p, _ := openPool(t, srv, nil)
 	silent.Store(true)
 	return p
+}
+
+// TestStartHeldWaitsForFlush: queries started held stay unwritten until
+// Flush, then all are answered.
+func TestStartHeldWaitsForFlush(t *testing.T) {
+	srv := dottest.Start(t, dottest.Options{})
+	p, _ := openPool(t, srv, nil)
+	const n = 8
+	done := make(ended, n)
+	qs := make([][]byte, n)
+	for i := range qs {
+		qs[i] = query(t, fmt.Sprintf("held%d.example", i), uint16(i))
+		if !p.StartHeld(qs[i], within(5*time.Second), done) {
+			t.Fatal("StartHeld declined with a connection open")
+		}
+	}
+	if got := srv.Queries(); got != 1 {
+		t.Fatalf("server read %d queries before Flush, want only the opening one", got)
+	}
+	p.Flush()
+	seen := map[uint16]bool{}
+	for range n {
+		e := dottest.Await(t, done, "an answer")
+		if e.err != nil {
+			t.Fatal(e.err)
+		}
+		id := binary.BigEndian.Uint16(e.ans)
+		checkAnswer(t, qs[id], e.ans)
+		seen[id] = true
+	}
+	if len(seen) != n {
+		t.Fatalf("answers for %d distinct queries, want %d", len(seen), n)
+	}
+	p.Flush() // nothing held: a no-op
 }

@@ -1,0 +1,130 @@
+package proxy
+
+import (
+	"net"
+	"net/netip"
+	"strconv"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// batchSize is how many datagrams one read takes at most. A read returns
+// what has arrived, one datagram or many, and never waits for more: a lone
+// query is not delayed, and a burst costs one system call per batch.
+const batchSize = 32
+
+// mmsghdr is struct mmsghdr: a msghdr and the length received. Go pads it
+// as C does on both 32- and 64-bit platforms.
+type mmsghdr struct {
+	hdr unix.Msghdr
+	n   uint32
+}
+
+// batchReader reads datagrams with recvmmsg(2). Its buffers are its own
+// and reused: each datagram is copied out into its query.
+type batchReader struct {
+	rc       syscall.RawConn
+	wildcard bool
+	hdrs     [batchSize]mmsghdr
+	iovs     [batchSize]unix.Iovec
+	names    [batchSize]unix.RawSockaddrInet6 // room for either family
+	oobs     [batchSize][oobSize]byte
+	buf      []byte // batchSize datagrams of maxDatagram bytes
+
+	recvFn func(fd uintptr) bool // r.recv
+	n      int                   // datagrams the last recv read
+	errno  syscall.Errno         // its error
+}
+
+func newBatchReader(l *udpListener) (*batchReader, error) {
+	rc, err := l.pc.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	// The pages of buf are touched only as far as datagrams fill them.
+	r := &batchReader{rc: rc, wildcard: l.wildcard, buf: make([]byte, batchSize*maxDatagram)}
+	r.recvFn = r.recv
+	for i := range r.hdrs {
+		r.iovs[i].Base = &r.buf[i*maxDatagram]
+		r.iovs[i].SetLen(maxDatagram)
+		h := &r.hdrs[i].hdr
+		h.Name = (*byte)(unsafe.Pointer(&r.names[i]))
+		h.Iov = &r.iovs[i]
+		h.SetIovlen(1)
+		if r.wildcard {
+			h.Control = &r.oobs[i][0]
+		}
+	}
+	return r, nil
+}
+
+// read fills qs[:n] with the datagrams that have arrived, at least one,
+// waiting for the first if none has. qs must hold batchSize queries.
+func (r *batchReader) read(qs []*udpQuery) (int, error) {
+	for i := range r.hdrs {
+		h := &r.hdrs[i].hdr
+		h.Namelen = unix.SizeofSockaddrInet6
+		if r.wildcard {
+			h.SetControllen(oobSize)
+		}
+		h.Flags = 0
+	}
+	err := r.rc.Read(r.recvFn)
+	switch {
+	case err != nil:
+		return 0, err
+	case r.errno != 0:
+		return 0, &net.OpError{Op: "read", Net: "udp", Err: r.errno}
+	}
+	for i := range r.n {
+		h := &r.hdrs[i]
+		q := qs[i]
+		q.msg = append(q.msg[:0], r.buf[i*maxDatagram:i*maxDatagram+int(h.n)]...)
+		q.client = sockaddrAddrPort(&r.names[i])
+		q.replyOOB = q.replyBuf[:0]
+		if r.wildcard {
+			q.replyOOB = appendReplySource(q.replyOOB, r.oobs[i][:h.hdr.Controllen])
+		}
+	}
+	return r.n, nil
+}
+
+// recv is the raw read, made a method value once so that a read allocates
+// no closure.
+func (r *batchReader) recv(fd uintptr) bool {
+	n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), batchSize,
+		unix.MSG_DONTWAIT, 0, 0)
+	if e == unix.EAGAIN || e == unix.EWOULDBLOCK {
+		return false // wait until the socket is readable
+	}
+	r.n, r.errno = int(n), e
+	return true
+}
+
+// sockaddrAddrPort reads the client's address that recvmmsg wrote. An IPv4
+// client of a dual-stack socket comes as an IPv4-mapped IPv6 address, as
+// from net.UDPConn.
+func sockaddrAddrPort(sa *unix.RawSockaddrInet6) netip.AddrPort {
+	switch sa.Family {
+	case unix.AF_INET:
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		return netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), networkOrder(sa4.Port))
+	case unix.AF_INET6:
+		a := netip.AddrFrom16(sa.Addr)
+		if sa.Scope_id != 0 {
+			// A link-local client: the reply needs the interface.
+			a = a.WithZone(strconv.FormatUint(uint64(sa.Scope_id), 10))
+		}
+		return netip.AddrPortFrom(a, networkOrder(sa.Port))
+	}
+	return netip.AddrPort{}
+}
+
+// networkOrder reads a port as the kernel stores it, big-endian, whatever
+// the host's order.
+func networkOrder(p uint16) uint16 {
+	b := (*[2]byte)(unsafe.Pointer(&p))
+	return uint16(b[0])<<8 | uint16(b[1])
+}
