@@ -23,6 +23,10 @@ import (
 // envPrefix starts every variable dotproxy reads.
 const envPrefix = "DOTPROXY"
 
+// maxUDPSockets bounds DOTPROXY_CLIENT_UDP_SOCKETS: one reader per core is
+// the most that helps.
+const maxUDPSockets = 64
+
 // config is everything dotproxy reads from its environment. Nested structs
 // add their name to the variable: Upstream.MaxConns is
 // DOTPROXY_UPSTREAM_MAX_CONNS.
@@ -54,7 +58,8 @@ type config struct {
 		TCPIdleTimeout time.Duration `split_words:"true" default:"10s" desc:"close a client TCP connection that sends no query for this long"`
 		TCPMaxConns    int           `split_words:"true" default:"1000" desc:"client TCP connections per listen address at most; more are closed at once"`
 		TCPMaxInflight int           `split_words:"true" default:"64" desc:"queries answered at once per client TCP connection"`
-		UDPMaxInflight int           `split_words:"true" default:"10000" desc:"UDP queries answered at once per listen address; past it the socket is not read"`
+		UDPMaxInflight int           `split_words:"true" default:"10000" desc:"UDP queries answered at once per UDP socket; past it the socket is not read"`
+		UDPSockets     int           `split_words:"true" default:"1" desc:"UDP sockets per listen address, each with its own reader, sharing the port with SO_REUSEPORT (Linux)"`
 	}
 
 	Policy     balance.Policy `split_words:"true" default:"least_outstanding" desc:"load-balancing policy: round_robin, random, historical_connections, availability, failover, least_outstanding, fastest"`
@@ -151,11 +156,15 @@ func (c *config) validate() error {
 		{"CLIENT_TCP_MAX_CONNS", c.Client.TCPMaxConns},
 		{"CLIENT_TCP_MAX_INFLIGHT", c.Client.TCPMaxInflight},
 		{"CLIENT_UDP_MAX_INFLIGHT", c.Client.UDPMaxInflight},
+		{"CLIENT_UDP_SOCKETS", c.Client.UDPSockets},
 	}
 	for _, p := range positive {
 		if p.v < 1 {
 			return bad(p.key, p.v, "must be at least 1")
 		}
+	}
+	if c.Client.UDPSockets > maxUDPSockets {
+		return bad("CLIENT_UDP_SOCKETS", c.Client.UDPSockets, "at most %d", maxUDPSockets)
 	}
 	if c.Upstream.MaxInflight > 65535 {
 		return bad("UPSTREAM_MAX_INFLIGHT", c.Upstream.MaxInflight, "at most 65535 queries fit the ID space of one connection")

@@ -80,6 +80,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, ready func(addrs 
 		TCPMaxConns:    cfg.Client.TCPMaxConns,
 		TCPMaxInFlight: cfg.Client.TCPMaxInflight,
 		UDPMaxInFlight: cfg.Client.UDPMaxInflight,
+		UDPSockets:     cfg.Client.UDPSockets,
 		Resolver:       bal,
 		Observer:       metrics.Proxy(),
 		Logger:         log,

@@ -37,10 +37,15 @@ type Config struct {
 	// connection; the connection is not read further until one ends. Zero
 	// means the default.
 	TCPMaxInFlight int
-	// UDPMaxInFlight caps the UDP queries answered at once per listener;
+	// UDPMaxInFlight caps the UDP queries answered at once per socket;
 	// past it the socket is not read and the kernel buffers or drops. Zero
 	// means the default.
 	UDPMaxInFlight int
+	// UDPSockets is how many UDP sockets serve each listen address, each
+	// with a reader of its own, sharing the address with SO_REUSEPORT
+	// (Linux only; the kernel spreads clients across them by address).
+	// UDPMaxInFlight applies to each. Zero means one.
+	UDPSockets int
 
 	// Resolver answers the queries. Required.
 	Resolver Resolver

@@ -53,23 +53,26 @@ func New(cfg Config) (*Server, error) {
 // be bound, nothing is left listening and the error names the address.
 func (s *Server) Start() error {
 	for _, addr := range s.cfg.Listen {
-		pc, ln, err := bindPair(addr)
+		pcs, ln, err := bindPair(addr, s.cfg.UDPSockets)
 		if err != nil {
 			s.closeListeners()
 			return err
 		}
 		s.mu.Lock()
-		s.udp = append(s.udp, pc)
+		s.udp = append(s.udp, pcs...)
 		s.tcp = append(s.tcp, ln)
 		s.addrs = append(s.addrs, ln.Addr().String())
 		s.mu.Unlock()
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i := range s.udp {
-		s.wg.Add(2)
-		go s.serveUDP(s.udp[i])
-		go s.serveTCP(s.tcp[i])
+	for _, pc := range s.udp {
+		s.wg.Add(1)
+		go s.serveUDP(pc)
+	}
+	for _, ln := range s.tcp {
+		s.wg.Add(1)
+		go s.serveTCP(ln)
 	}
 	return nil
 }
@@ -82,13 +85,19 @@ func (s *Server) Addrs() []string {
 	return append([]string(nil), s.addrs...)
 }
 
-// bindPair listens on addr over TCP and UDP on the same port. With port 0 the
-// TCP port is chosen first and UDP follows it, trying again if that UDP port
-// is taken.
-func bindPair(addr string) (*net.UDPConn, net.Listener, error) {
+// bindPair listens on addr over TCP and on udpSockets UDP sockets, on the
+// same port. With port 0 the TCP port is chosen first and UDP follows it,
+// trying again if that UDP port is taken. Several UDP sockets share the
+// address with SO_REUSEPORT; the TCP listener never does, so that a second
+// dotproxy on the same address still fails to start.
+func bindPair(addr string, udpSockets int) ([]*net.UDPConn, net.Listener, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen address %q: %w", addr, err)
+	}
+	var lc net.ListenConfig
+	if udpSockets > 1 {
+		lc.Control = reusePort
 	}
 	for try := 0; ; try++ {
 		ln, err := net.Listen("tcp", addr)
@@ -96,15 +105,31 @@ func bindPair(addr string) (*net.UDPConn, net.Listener, error) {
 			return nil, nil, fmt.Errorf("listen on tcp %s: %w", addr, err)
 		}
 		bound := net.JoinHostPort(host, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
-		pc, err := net.ListenPacket("udp", bound)
+		pcs, err := listenUDP(lc, bound, max(udpSockets, 1))
 		if err == nil {
-			return pc.(*net.UDPConn), ln, nil
+			return pcs, ln, nil
 		}
 		ln.Close()
 		if port != "0" || try == 10 || !errors.Is(err, syscall.EADDRINUSE) {
 			return nil, nil, fmt.Errorf("listen on udp %s: %w", bound, err)
 		}
 	}
+}
+
+// listenUDP binds n UDP sockets to addr, or none.
+func listenUDP(lc net.ListenConfig, addr string, n int) ([]*net.UDPConn, error) {
+	var pcs []*net.UDPConn
+	for range n {
+		pc, err := lc.ListenPacket(context.Background(), "udp", addr)
+		if err != nil {
+			for _, pc := range pcs {
+				pc.Close()
+			}
+			return nil, err
+		}
+		pcs = append(pcs, pc.(*net.UDPConn))
+	}
+	return pcs, nil
 }
 
 func (s *Server) closeListeners() {

@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"sync"
@@ -151,5 +152,31 @@ func TestUDPBurst(t *testing.T) {
 			t.Fatalf("%s: %d queries held and never flushed", listen, r.nheld.Load())
 		}
 		t.Logf("%s: %d of %d queries held for a batch, %d flushes", listen, r.nheld.Load(), n, r.flushes.Load())
+	}
+}
+
+// TestSeveralUDPSockets: with UDPSockets, clients spread by the kernel
+// over several sockets on one port are all answered, and a second server
+// cannot take the same address: its TCP listener, which never shares,
+// fails first.
+func TestSeveralUDPSockets(t *testing.T) {
+	r := &starting{Resolver: &echoResolver{}}
+	_, addr, obs := start(t, r, func(c *proxy.Config) { c.UDPSockets = 4 })
+	const clients = 16
+	for i := range clients {
+		if a := exchange(t, "udp", addr, msg("spread.example", dns.TypeA, uint16(i))); a.Id != uint16(i) || len(a.Answer) != 1 {
+			t.Fatalf("client %d: %v", i, a)
+		}
+	}
+	if s := obs.snapshot(); s.answered != clients {
+		t.Fatalf("answered = %d, want %d", s.answered, clients)
+	}
+	s, err := proxy.New(proxy.Config{Listen: []string{addr}, Resolver: &echoResolver{}, UDPSockets: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err == nil {
+		s.Shutdown(context.Background())
+		t.Fatal("a second server started on the same address")
 	}
 }
