@@ -37,24 +37,6 @@ func newUDPListener(pc *net.UDPConn) *udpListener {
 // the second.
 const oobSize = 128
 
-// read reads one datagram into buf and oob, shared by every query of the
-// listener, and keeps in q its client and, for a wildcard listener, the
-// control message that sends the reply from the query's destination.
-func (l *udpListener) read(buf, oob []byte, q *udpQuery) (n int, err error) {
-	if !l.wildcard {
-		n, q.client, err = l.pc.ReadFromUDPAddrPort(buf)
-		q.replyOOB = q.replyOOB[:0]
-		return n, err
-	}
-	n, oobn, _, client, err := l.pc.ReadMsgUDPAddrPort(buf, oob)
-	q.client = client
-	if err != nil {
-		return n, err
-	}
-	q.replyOOB = appendReplySource(q.replyOOB[:0], oob[:oobn])
-	return n, nil
-}
-
 func (l *udpListener) write(reply, oob []byte, client netip.AddrPort) error {
 	if len(oob) == 0 {
 		_, err := l.pc.WriteToUDPAddrPort(reply, client)
