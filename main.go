@@ -20,7 +20,6 @@ import (
 	"github.com/dotproxy/dotproxy/emit"
 	"github.com/kelseyhightower/envconfig"
 	"github.com/lmittmann/tint"
-	"golang.org/x/sys/unix"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -143,6 +142,18 @@ func newLogger(cfg *config, w io.Writer) *slog.Logger {
 	return slog.New(tint.NewTextHandler(w, &tint.Options{Level: level, NoColor: !color, TimeFormat: time.RFC3339}))
 }
 
+// signalName names the two signals stopOnSignal takes as a log reader
+// knows them, on every platform.
+func signalName(s os.Signal) string {
+	switch s {
+	case syscall.SIGINT:
+		return "SIGINT"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	}
+	return s.String()
+}
+
 // stopOnSignal returns a context cancelled by SIGINT or SIGTERM, whose cause
 // names the signal, so that the log says why dotproxy stopped (docker stop,
 // a Ctrl-C, an orchestrator's drain).
@@ -154,7 +165,7 @@ func stopOnSignal() (context.Context, func()) {
 	go func() {
 		select {
 		case s := <-sigs:
-			cancel(fmt.Errorf("received %s", unix.SignalName(s.(syscall.Signal))))
+			cancel(fmt.Errorf("received %s", signalName(s)))
 		case <-done:
 		}
 	}()
