@@ -245,4 +245,5 @@ func localAddr(listen string) (string, error) {
 	}
 	return net.JoinHostPort(host, port), nil
 }
+
 var _ proxy.BatchStarter = (*balance.Balancer)(nil) // UDP queries take the path with no hand-off, bursts in one write
