@@ -18,6 +18,10 @@ import (
 	"github.com/lmittmann/tint"
 )
 
+// UDP queries take the path where none waits, and a burst leaves upstream
+// in one write, only if the balancer can start and hold queries.
+var _ proxy.BatchStarter = (*balance.Balancer)(nil)
+
 // serve wires the packages together, serves until ctx is done, then shuts
 // down in order: clients first, so that queries in flight still reach their
 // upstreams, then the balancer and the pools, then metrics. ready, if not
@@ -245,5 +249,3 @@ func localAddr(listen string) (string, error) {
 	}
 	return net.JoinHostPort(host, port), nil
 }
-
-var _ proxy.BatchStarter = (*balance.Balancer)(nil) // UDP queries take the path with no hand-off, bursts in one write
