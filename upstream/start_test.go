@@ -37,12 +37,8 @@ func openPool(t *testing.T, srv *dottest.Server, mod func(*upstream.Config)) (*u
 func TestStartAnswers(t *testing.T) {
 	srv := dottest.Start(t, dottest.Options{})
 	p, rec := openPool(t, srv, nil)
-	done := make(ended, 1)
 	q := query(t, "start.example", 0xBEEF)
-	if !p.Start(q, within(5*time.Second), done) {
-		t.Fatal("Start declined with a connection open")
-	}
-	e := dottest.Await(t, done, "the answer")
+	e := startQuery(t, p, q, within(5*time.Second))
 	if e.err != nil {
 		t.Fatal(e.err)
 	}
@@ -81,12 +77,8 @@ func TestStartResentAfterReset(t *testing.T) {
 		return q.Question[0].Name == "reset.example." && !reset.Swap(true)
 	}})
 	p, rec := openPool(t, srv, nil)
-	done := make(ended, 1)
 	q := query(t, "reset.example", 9)
-	if !p.Start(q, within(5*time.Second), done) {
-		t.Fatal("Start declined with a connection open")
-	}
-	e := dottest.Await(t, done, "the answer")
+	e := startQuery(t, p, q, within(5*time.Second))
 	if e.err != nil {
 		t.Fatal(e.err)
 	}
@@ -111,11 +103,7 @@ func TestStartSilentConnection(t *testing.T) {
 	}})
 	p, rec := openPool(t, srv, func(c *upstream.Config) { c.AttemptTimeout = 400 * time.Millisecond })
 	silent.Store(true)
-	done := make(ended, 1)
-	if !p.Start(query(t, "silent.example", 10), within(10*time.Second), done) {
-		t.Fatal("Start declined with a connection open")
-	}
-	if e := dottest.Await(t, done, "the end"); !errors.Is(e.err, upstream.ErrSilent) {
+	if e := startQuery(t, p, query(t, "silent.example", 10), within(10*time.Second)); !errors.Is(e.err, upstream.ErrSilent) {
 		t.Fatalf("err = %v, want ErrSilent", e.err)
 	}
 	if r := dottest.Await(t, rec.closes, "close event"); r != upstream.CloseError {
@@ -128,11 +116,7 @@ func TestStartSilentConnection(t *testing.T) {
 
 func TestStartDeadline(t *testing.T) {
 	p := silencedPool(t)
-	done := make(ended, 1)
-	if !p.Start(query(t, "never.example", 1), within(50*time.Millisecond), done) {
-		t.Fatal("Start declined with a connection open")
-	}
-	if e := dottest.Await(t, done, "the end"); !errors.Is(e.err, upstream.ErrDeadline) {
+	if e := startQuery(t, p, query(t, "never.example", 1), within(50*time.Millisecond)); !errors.Is(e.err, upstream.ErrDeadline) {
 		t.Fatalf("err = %v, want ErrDeadline", e.err)
 	}
 }
@@ -198,4 +182,15 @@ func TestStartHeldWaitsForFlush(t *testing.T) {
 		t.Fatalf("answers for %d distinct queries, want %d", len(seen), n)
 	}
 	p.Flush() // nothing held: a no-op
+}
+
+// startQuery sends q with Start on a pool that has room and waits for its
+// end.
+func startQuery(t *testing.T, p *upstream.Pool, q []byte, deadline time.Time) endOf {
+	t.Helper()
+	done := make(ended, 1)
+	if !p.Start(q, deadline, done) {
+		t.Fatal("Start declined with a connection open")
+	}
+	return dottest.Await(t, done, "the query's end")
 }
