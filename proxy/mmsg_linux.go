@@ -22,11 +22,15 @@ type mmsghdr struct {
 	n   uint32
 }
 
-// batchReader reads datagrams with recvmmsg(2). Its buffers are its own
-// and reused: each datagram is copied out into its query.
+// batchReader reads datagrams with recvmmsg(2) into its queries and hands
+// each batch on. Its buffers are its own and reused: each datagram is
+// copied out into its query.
 type batchReader struct {
 	rc       syscall.RawConn
 	wildcard bool
+	qs       []*udpQuery // batchSize queries to read into, refilled by batch
+	batch    func(n int) // takes qs[:n]
+	stopping func() bool // ends serve after a batch
 	hdrs     [batchSize]mmsghdr
 	iovs     [batchSize]unix.Iovec
 	names    [batchSize]unix.RawSockaddrInet6 // room for either family
@@ -34,17 +38,17 @@ type batchReader struct {
 	buf      []byte // batchSize datagrams of maxDatagram bytes
 
 	recvFn func(fd uintptr) bool // r.recv
-	n      int                   // datagrams the last recv read
-	errno  syscall.Errno         // its error
+	errno  syscall.Errno         // the last read's error
 }
 
-func newBatchReader(l *udpListener) (*batchReader, error) {
+func newBatchReader(l *udpListener, qs []*udpQuery, batch func(n int), stopping func() bool) (*batchReader, error) {
 	rc, err := l.pc.SyscallConn()
 	if err != nil {
 		return nil, err
 	}
 	// The pages of buf are touched only as far as datagrams fill them.
-	r := &batchReader{rc: rc, wildcard: l.wildcard, buf: make([]byte, batchSize*maxDatagram)}
+	r := &batchReader{rc: rc, wildcard: l.wildcard, qs: qs, batch: batch, stopping: stopping,
+		buf: make([]byte, batchSize*maxDatagram)}
 	r.recvFn = r.recv
 	for i := range r.hdrs {
 		r.iovs[i].Base = &r.buf[i*maxDatagram]
@@ -60,27 +64,66 @@ func newBatchReader(l *udpListener) (*batchReader, error) {
 	return r, nil
 }
 
-// read fills qs[:n] with the datagrams that have arrived, at least one,
-// waiting for the first if none has. qs must hold batchSize queries.
-func (r *batchReader) read(qs []*udpQuery) (int, error) {
-	for i := range r.hdrs {
-		h := &r.hdrs[i].hdr
-		h.Namelen = unix.SizeofSockaddrInet6
-		if r.wildcard {
-			h.SetControllen(oobSize)
+// serve reads datagrams, as many as have arrived at each read and never
+// waiting for more, and hands each batch on, until a read fails (the
+// socket closed, or its read deadline passed) or, after a batch, stopping
+// reports true; then it returns the error, or nil.
+func (r *batchReader) serve() error {
+	r.errno = 0
+	if err := r.rc.Read(r.recvFn); err != nil {
+		return err
+	}
+	if r.errno != 0 {
+		return &net.OpError{Op: "read", Net: "udp", Err: r.errno}
+	}
+	return nil
+}
+
+// recv runs inside RawConn.Read and reads and hands on batches for as long
+// as the socket has datagrams. It returns false to wait until the socket is
+// readable again: after EAGAIN, and also after a batch smaller than
+// batchSize, which means that the read found the socket empty. In that case
+// the datagram that comes next marks the socket readable, and
+// RawConn.Read, which clears the mark only before its first call of recv,
+// waits for it: one system call fewer per wake-up than reading once more
+// to be told EAGAIN. It is a method value made once, so that a read
+// allocates no closure.
+func (r *batchReader) recv(fd uintptr) bool {
+	for {
+		for i := range r.hdrs {
+			h := &r.hdrs[i].hdr
+			h.Namelen = unix.SizeofSockaddrInet6
+			if r.wildcard {
+				h.SetControllen(oobSize)
+			}
+			h.Flags = 0
 		}
-		h.Flags = 0
+		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), batchSize,
+			unix.MSG_DONTWAIT, 0, 0)
+		switch {
+		case e == unix.EAGAIN || e == unix.EWOULDBLOCK:
+			return false
+		case e != 0:
+			r.errno = e
+			return true
+		}
+		r.copyOut(int(n))
+		r.batch(int(n))
+		switch {
+		case r.stopping():
+			return true
+		case int(n) < batchSize:
+			return false
+		}
 	}
-	err := r.rc.Read(r.recvFn)
-	switch {
-	case err != nil:
-		return 0, err
-	case r.errno != 0:
-		return 0, &net.OpError{Op: "read", Net: "udp", Err: r.errno}
-	}
-	for i := range r.n {
+}
+
+// copyOut copies the n datagrams read into r.qs, with their clients and
+// reply control messages.
+func (r *batchReader) copyOut(n int) {
+	for i := range n {
 		h := &r.hdrs[i]
-		q := qs[i]
+		q := r.qs[i]
 		q.msg = append(q.msg[:0], r.buf[i*maxDatagram:i*maxDatagram+int(h.n)]...)
 		q.client = sockaddrAddrPort(&r.names[i])
 		q.replyOOB = q.replyBuf[:0]
@@ -88,19 +131,6 @@ func (r *batchReader) read(qs []*udpQuery) (int, error) {
 			q.replyOOB = appendReplySource(q.replyOOB, r.oobs[i][:h.hdr.Controllen])
 		}
 	}
-	return r.n, nil
-}
-
-// recv is the raw read, made a method value once so that a read allocates
-// no closure.
-func (r *batchReader) recv(fd uintptr) bool {
-	n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), batchSize,
-		unix.MSG_DONTWAIT, 0, 0)
-	if e == unix.EAGAIN || e == unix.EWOULDBLOCK {
-		return false // wait until the socket is readable
-	}
-	r.n, r.errno = int(n), e
-	return true
 }
 
 // sockaddrAddrPort reads the client's address that recvmmsg wrote. An IPv4

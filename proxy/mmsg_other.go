@@ -7,22 +7,34 @@ const batchSize = 1
 
 // batchReader reads one datagram at a time.
 type batchReader struct {
-	l   *udpListener
-	buf []byte
-	oob []byte
+	l        *udpListener
+	qs       []*udpQuery
+	batch    func(n int)
+	stopping func() bool
+	buf      []byte
+	oob      []byte
 }
 
-func newBatchReader(l *udpListener) (*batchReader, error) {
-	return &batchReader{l: l, buf: make([]byte, maxDatagram), oob: make([]byte, oobSize)}, nil
+func newBatchReader(l *udpListener, qs []*udpQuery, batch func(n int), stopping func() bool) (*batchReader, error) {
+	return &batchReader{l: l, qs: qs, batch: batch, stopping: stopping,
+		buf: make([]byte, maxDatagram), oob: make([]byte, oobSize)}, nil
 }
 
-func (r *batchReader) read(qs []*udpQuery) (int, error) {
-	n, err := r.l.read(r.buf, r.oob, qs[0])
-	if err != nil {
-		return 0, err
+// serve reads datagrams and hands each on until a read fails, or stopping
+// reports true; then it returns the error, or nil.
+func (r *batchReader) serve() error {
+	for {
+		q := r.qs[0]
+		n, err := r.l.read(r.buf, r.oob, q)
+		if err != nil {
+			return err
+		}
+		q.msg = append(q.msg[:0], r.buf[:n]...)
+		r.batch(1)
+		if r.stopping() {
+			return nil
+		}
 	}
-	qs[0].msg = append(qs[0].msg[:0], r.buf[:n]...)
-	return 1, nil
 }
 
 // read reads one datagram into buf and oob, shared by every query of the

@@ -89,75 +89,97 @@ const workerIdle = 2 * time.Second
 // allocation.
 func (s *Server) serveUDP(pc *net.UDPConn) {
 	defer s.wg.Done()
-	l := newUDPListener(pc)
-	slots := make(chan struct{}, s.cfg.UDPMaxInFlight)
-	work := make(chan *udpQuery)
-	defer close(work) // idle workers end; busy ones end after their query
-	r, err := newBatchReader(l)
+	u := &udpLoop{
+		s:     s,
+		l:     newUDPListener(pc),
+		slots: make(chan struct{}, s.cfg.UDPMaxInFlight),
+		work:  make(chan *udpQuery),
+		qs:    make([]*udpQuery, batchSize),
+	}
+	defer close(u.work) // idle workers end; busy ones end after their query
+	u.refill()
+	defer func() {
+		for _, q := range u.qs {
+			udpQueries.Put(q)
+		}
+	}()
+	r, err := newBatchReader(u.l, u.qs, u.batch, s.isStopping)
 	if err != nil {
 		s.log.Error("udp listener failed", "addr", pc.LocalAddr().String(), "err", err.Error())
 		return
 	}
-	qs := make([]*udpQuery, batchSize)
-	defer func() {
-		for _, q := range qs {
-			udpQueries.Put(q)
-		}
-	}()
 	for {
-		for i, q := range qs {
-			if q == nil {
-				qs[i] = udpQueries.Get().(*udpQuery)
-			}
+		err := r.serve()
+		if s.isStopping() || errors.Is(err, net.ErrClosed) {
+			return
 		}
-		n, err := r.read(qs)
 		if err != nil {
-			if s.isStopping() || errors.Is(err, net.ErrClosed) {
-				return
-			}
 			s.log.Warn("udp read failed", "addr", pc.LocalAddr().String(), "err", err.Error())
-			continue
-		}
-		arrived := time.Now()
-		// A burst leaves upstream in one write per connection, held
-		// until the batch is through; a lone query is written at once.
-		hold := n > 1 && s.batcher != nil
-		held := false
-		for i := range n {
-			q := qs[i]
-			qs[i] = nil
-			q.arrived = arrived
-			if len(q.msg) < dnsmsg.HeaderLen {
-				s.obs.Dropped(UDP, DropShort)
-				udpQueries.Put(q)
-				continue
-			}
-			select {
-			case slots <- struct{}{}:
-			default:
-				// Full: the answers that free a slot may be
-				// waiting for the queries held.
-				if held {
-					s.batcher.Flush()
-					held = false
-				}
-				slots <- struct{}{}
-			}
-			if s.starter != nil && s.startUDP(l, q, slots, hold) {
-				held = held || hold
-				continue
-			}
-			select {
-			case work <- q:
-			default:
-				s.wg.Add(1)
-				go s.udpWorker(l, q, work, slots)
-			}
-		}
-		if held {
-			s.batcher.Flush()
 		}
 	}
+}
+
+// udpLoop is what a UDP listener's reader keeps: the queries being read
+// into, and where each goes.
+type udpLoop struct {
+	s     *Server
+	l     *udpListener
+	slots chan struct{} // one per query answered at once
+	work  chan *udpQuery
+	qs    []*udpQuery // the batch being read into, batchSize of them
+}
+
+// refill gives every slot of the batch a query to read into.
+func (u *udpLoop) refill() {
+	for i, q := range u.qs {
+		if q == nil {
+			u.qs[i] = udpQueries.Get().(*udpQuery)
+		}
+	}
+}
+
+// batch sends on the n queries just read into u.qs, then refills it.
+func (u *udpLoop) batch(n int) {
+	arrived := time.Now()
+	// A burst leaves upstream in one write per connection, held
+	// until the batch is through; a lone query is written at once.
+	hold := n > 1 && u.s.batcher != nil
+	held := false
+	for i := range n {
+		q := u.qs[i]
+		u.qs[i] = nil
+		q.arrived = arrived
+		if len(q.msg) < dnsmsg.HeaderLen {
+			u.s.obs.Dropped(UDP, DropShort)
+			udpQueries.Put(q)
+			continue
+		}
+		select {
+		case u.slots <- struct{}{}:
+		default:
+			// Full: the answers that free a slot may be
+			// waiting for the queries held.
+			if held {
+				u.s.batcher.Flush()
+				held = false
+			}
+			u.slots <- struct{}{}
+		}
+		if u.s.starter != nil && u.s.startUDP(u.l, q, u.slots, hold) {
+			held = held || hold
+			continue
+		}
+		select {
+		case u.work <- q:
+		default:
+			u.s.wg.Add(1)
+			go u.s.udpWorker(u.l, q, u.work, u.slots)
+		}
+	}
+	if held {
+		u.s.batcher.Flush()
+	}
+	u.refill()
 }
 
 // udpWorker answers q, then each query handed to it on work, until work is
