@@ -50,6 +50,7 @@ func newBatchReader(l *udpListener, qs []*udpQuery, batch func(n int), stopping 
 	r := &batchReader{rc: rc, wildcard: l.wildcard, qs: qs, batch: batch, stopping: stopping,
 		buf: make([]byte, batchSize*maxDatagram)}
 	r.recvFn = r.recv
+	r.reset(batchSize)
 	for i := range r.hdrs {
 		r.iovs[i].Base = &r.buf[i*maxDatagram]
 		r.iovs[i].SetLen(maxDatagram)
@@ -90,14 +91,6 @@ func (r *batchReader) serve() error {
 // allocates no closure.
 func (r *batchReader) recv(fd uintptr) bool {
 	for {
-		for i := range r.hdrs {
-			h := &r.hdrs[i].hdr
-			h.Namelen = unix.SizeofSockaddrInet6
-			if r.wildcard {
-				h.SetControllen(oobSize)
-			}
-			h.Flags = 0
-		}
 		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), batchSize,
 			unix.MSG_DONTWAIT, 0, 0)
 		switch {
@@ -108,6 +101,7 @@ func (r *batchReader) recv(fd uintptr) bool {
 			return true
 		}
 		r.copyOut(int(n))
+		r.reset(int(n))
 		r.batch(int(n))
 		switch {
 		case r.stopping():
@@ -115,6 +109,20 @@ func (r *batchReader) recv(fd uintptr) bool {
 		case int(n) < batchSize:
 			return false
 		}
+	}
+}
+
+// reset makes the first n headers, which a read filled in, ready for the
+// next read; the kernel writes back only the headers of the datagrams it
+// returns.
+func (r *batchReader) reset(n int) {
+	for i := range n {
+		h := &r.hdrs[i].hdr
+		h.Namelen = unix.SizeofSockaddrInet6
+		if r.wildcard {
+			h.SetControllen(oobSize)
+		}
+		h.Flags = 0
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -24,12 +25,16 @@ type Server struct {
 
 	wg sync.WaitGroup // every serving goroutine and query
 
-	mu       sync.Mutex // guards the fields below
-	udp      []*net.UDPConn
-	tcp      []net.Listener
-	conns    map[net.Conn]struct{} // open client TCP connections
-	addrs    []string
-	stopping bool
+	// stopping is set once Shutdown has begun. It is set under mu, so that
+	// track and Shutdown agree, and read without it by the UDP readers
+	// after every batch.
+	stopping atomic.Bool
+
+	mu    sync.Mutex // guards the fields below
+	udp   []*net.UDPConn
+	tcp   []net.Listener
+	conns map[net.Conn]struct{} // open client TCP connections
+	addrs []string
 }
 
 // New checks cfg and returns a Server that is not yet listening.
@@ -152,7 +157,7 @@ func (s *Server) closeListeners() {
 func (s *Server) Shutdown(ctx context.Context) error {
 	past := time.Unix(1, 0)
 	s.mu.Lock()
-	s.stopping = true
+	s.stopping.Store(true)
 	for _, pc := range s.udp {
 		pc.SetReadDeadline(past) // wakes the reader; replies can still be written
 	}
@@ -184,8 +189,4 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
-func (s *Server) isStopping() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.stopping
-}
+func (s *Server) isStopping() bool { return s.stopping.Load() }

@@ -53,7 +53,7 @@ func (s *Server) serveTCP(ln net.Listener) {
 func (s *Server) track(c net.Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.stopping {
+	if s.stopping.Load() {
 		return false
 	}
 	s.conns[c] = struct{}{}

@@ -39,8 +39,7 @@ type call struct {
 	added    bool    // the rewrite added the OPT record: take it out again
 	clientID uint16
 	deadline time.Time
-	sent     time.Time
-	sentAt   int64 // c.now() at the write
+	sentAt   int64 // c.now() as the query was queued for writing
 	attempt  int   // the connections tried before this one
 	started  bool  // sent by Start: end retries a lost connection itself
 
@@ -71,6 +70,14 @@ func getCall() *call {
 	cl := &call{}
 	cl.timer = time.AfterFunc(time.Hour, cl.onTimer)
 	cl.timer.Stop()
+	return cl
+}
+
+// newCall returns a pooled call for query, sent as wire, that tells done.
+func newCall(query, wire []byte, added bool, deadline time.Time, done Done) *call {
+	cl := getCall()
+	cl.done, cl.query, cl.added = done, wire, added
+	cl.clientID, cl.deadline = dnsmsg.ID(query), deadline
 	return cl
 }
 
@@ -125,7 +132,6 @@ func (c *conn) queue(cl *call) bool {
 	}
 	c.enqueueLocked(cl, cl.query)
 	cl.sentAt = c.now()
-	cl.sent = time.Now()
 	cl.timer.Reset(max(min(time.Until(cl.deadline), c.p.checkpoints[0]), 0))
 	return true
 }
@@ -177,7 +183,7 @@ func (cl *call) onTimer() {
 	cl.stage++
 	next := time.Until(cl.deadline)
 	if cl.stage < len(c.p.checkpoints) {
-		next = min(next, c.p.checkpoints[cl.stage]-time.Since(cl.sent))
+		next = min(next, c.p.checkpoints[cl.stage]-c.since(cl.sentAt))
 	}
 	cl.timer.Reset(max(next, 0))
 	c.mu.Unlock()
@@ -203,7 +209,7 @@ func (cl *call) end(r result, fromTimer bool) {
 				c.keepalive.Store(int64(ka))
 			}
 		}
-		p.obs.Exchanged(time.Since(cl.sent), len(cl.query), len(r.msg))
+		p.obs.Exchanged(c.since(cl.sentAt), len(cl.query), len(r.msg))
 	}
 	p.release(c)
 	done, orig, deadline, attempt, started := cl.done, cl.orig, cl.deadline, cl.attempt, cl.started

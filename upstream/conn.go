@@ -95,6 +95,9 @@ func (c *conn) start() {
 
 func (c *conn) now() int64 { return int64(time.Since(c.epoch)) }
 
+// since returns the time elapsed from t, a value of c.now().
+func (c *conn) since(t int64) time.Duration { return time.Duration(c.now() - t) }
+
 // readSince reports whether the connection has read a frame since t, a
 // value of c.now().
 func (c *conn) readSince(t int64) bool { return c.progress.Load() > t }

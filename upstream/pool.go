@@ -228,14 +228,9 @@ func (p *Pool) start(query []byte, deadline time.Time, done Done, hold bool) boo
 	p.mu.Unlock()
 	p.inflight.Add(1)
 
-	cl := getCall()
-	cl.done, cl.orig, cl.started = done, query, true
-	cl.clientID, cl.deadline, cl.query = dnsmsg.ID(query), deadline, query
-	if p.rewrite {
-		buf := wireBufs.Get().(*[]byte)
-		*buf, cl.added = dnsmsg.AppendUpstreamQuery((*buf)[:0], query, p.cfg.Rewrite)
-		cl.query, cl.wireBuf = *buf, buf
-	}
+	wire, added, buf := p.wire(query)
+	cl := newCall(query, wire, added, deadline, done)
+	cl.orig, cl.wireBuf, cl.started = query, buf, true
 	if hold {
 		c.hold(cl)
 		p.held.Store(true)
@@ -245,14 +240,24 @@ func (p *Pool) start(query []byte, deadline time.Time, done Done, hold bool) boo
 	return true
 }
 
+// wire returns query as it goes to the resolver, and whether the rewrite
+// added its OPT record. A rewritten query is in buf, from wireBufs, for the
+// caller to put back once no send can use it; buf is nil when the pool
+// rewrites nothing and wire is query itself.
+func (p *Pool) wire(query []byte) (wire []byte, added bool, buf *[]byte) {
+	if !p.rewrite {
+		return query, false, nil
+	}
+	buf = wireBufs.Get().(*[]byte)
+	*buf, added = dnsmsg.AppendUpstreamQuery((*buf)[:0], query, p.cfg.Rewrite)
+	return *buf, added, buf
+}
+
 // exchange sends query from its attempt-th connection on, and waits.
 func (p *Pool) exchange(query []byte, deadline time.Time, attempt int) ([]byte, error) {
-	wire, added := query, false
-	if p.rewrite {
-		// Rewritten once, sent as is on every attempt.
-		buf := wireBufs.Get().(*[]byte)
-		*buf, added = dnsmsg.AppendUpstreamQuery((*buf)[:0], query, p.cfg.Rewrite)
-		wire = *buf
+	// Rewritten once, sent as is on every attempt.
+	wire, added, buf := p.wire(query)
+	if buf != nil {
 		defer wireBufs.Put(buf)
 	}
 	w := waiters.Get().(*waiter)
@@ -266,10 +271,7 @@ func (p *Pool) exchange(query []byte, deadline time.Time, attempt int) ([]byte, 
 		if c, err = p.acquire(w, deadline); err != nil {
 			return nil, err
 		}
-		cl := getCall()
-		cl.done, cl.query, cl.added = w, wire, added
-		cl.clientID, cl.deadline = dnsmsg.ID(query), deadline
-		c.send(cl)
+		c.send(newCall(query, wire, added, deadline, w))
 		r := <-w.ch
 		if r.err == nil {
 			return r.msg, nil
