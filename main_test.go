@@ -3,6 +3,7 @@ package main_test
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -515,15 +516,24 @@ func startBootstrapServer(t *testing.T) *bootstrapServer {
 		}
 		w.WriteMsg(a)
 	})
-	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.addr = udp.LocalAddr().String()
-	tcp, err := net.Listen("tcp", b.addr)
-	if err != nil {
+	// UDP picks the port and TCP follows it; a port that a client
+	// connection holds for TCP is tried again with another, a bounded
+	// number of times.
+	var udp net.PacketConn
+	var tcp net.Listener
+	for try := 0; ; try++ {
+		var err error
+		if udp, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		b.addr = udp.LocalAddr().String()
+		if tcp, err = net.Listen("tcp", b.addr); err == nil {
+			break
+		}
 		udp.Close()
-		t.Fatal(err)
+		if try == 10 || !errors.Is(err, syscall.EADDRINUSE) {
+			t.Fatal(err)
+		}
 	}
 	servers := []*dns.Server{
 		{PacketConn: udp, Handler: handler},
