@@ -35,6 +35,10 @@ type Config struct {
 	// Resolver looks up Addr's host name at each new connection; nil means
 	// the system resolver (DOTPROXY_BOOTSTRAP sets one of its own).
 	Resolver *net.Resolver
+	// ResolverName names Resolver in errors, e.g. "bootstrap 192.0.2.53:53",
+	// in place of the system resolver's server that Go's messages name.
+	// Empty leaves the messages as they are.
+	ResolverName string
 
 	// MaxConns caps the connections open or being opened. Zero means
 	// DefaultMaxConns.

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"strings"
 	"syscall"
 )
 
@@ -44,15 +45,34 @@ func (e timeoutError) Error() string { return string(e) }
 // Timeout reports true: the error means that time ran out.
 func (e timeoutError) Timeout() bool { return true }
 
-// DialError reports a failure to open a connection to an upstream.
+// DialError reports a failure to open a connection to an upstream. Its
+// message names what was really asked, so that an operator looks at the
+// right box: the configured address, the address it resolved to once
+// connected, and the name the certificate was checked against.
 type DialError struct {
+	// Upstream is the configured host:port.
 	Upstream string
-	Stage    Stage
-	Err      error
+	// Remote is the address connected to; empty when no connection was
+	// made.
+	Remote string
+	// ServerName is the name the certificate must be valid for.
+	ServerName string
+	Stage      Stage
+	Err        error
 }
 
 func (e *DialError) Error() string {
-	return fmt.Sprintf("upstream %s: %s: %v", e.Upstream, e.Stage, e.Err)
+	var b strings.Builder
+	b.WriteString("upstream ")
+	b.WriteString(e.Upstream)
+	switch {
+	case e.Remote != "" && e.Remote != e.Upstream:
+		fmt.Fprintf(&b, " (at %s, TLS name %q)", e.Remote, e.ServerName)
+	case e.Stage != StageConnect && e.ServerName != "":
+		fmt.Fprintf(&b, " (TLS name %q)", e.ServerName)
+	}
+	fmt.Fprintf(&b, ": %s: %v", e.Stage, e.Err)
+	return b.String()
 }
 
 func (e *DialError) Unwrap() error { return e.Err }

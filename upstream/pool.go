@@ -493,7 +493,13 @@ func (p *Pool) open() (*conn, error) {
 	}
 	if err != nil {
 		p.obs.ConnFailed(StageConnect)
-		return nil, &DialError{Upstream: p.cfg.Addr, Stage: StageConnect, Err: err}
+		var dnsErr *net.DNSError
+		if errors.As(err, &dnsErr) && p.cfg.ResolverName != "" {
+			// The Go resolver names the server of resolv.conf, which a
+			// custom Resolver may never have asked.
+			dnsErr.Server = p.cfg.ResolverName
+		}
+		return nil, &DialError{Upstream: p.cfg.Addr, ServerName: p.cfg.ServerName, Stage: StageConnect, Err: err}
 	}
 	tc := tls.Client(raw, p.tls)
 	ctx, cancel = context.WithTimeout(p.ctx, p.cfg.HandshakeTimeout)
@@ -506,7 +512,8 @@ func (p *Pool) open() (*conn, error) {
 		}
 		stage := handshakeStage(err)
 		p.obs.ConnFailed(stage)
-		return nil, &DialError{Upstream: p.cfg.Addr, Stage: stage, Err: err}
+		return nil, &DialError{Upstream: p.cfg.Addr, Remote: raw.RemoteAddr().String(),
+			ServerName: p.cfg.ServerName, Stage: stage, Err: err}
 	}
 	p.obs.ConnOpened(time.Since(start), tc.ConnectionState().DidResume)
 	return newConn(p, raw, tc), nil
@@ -544,13 +551,16 @@ func (p *Pool) janitor() {
 
 func (p *Pool) upkeep(now time.Time) {
 	var idle []*conn
+	open := 0
 	p.mu.Lock()
 	for _, c := range p.conns {
-		if c.inflight == 0 && now.Sub(c.idleSince) >= c.idleLimit(p.tick) {
+		retired := c.dead.Load()
+		if c.inflight == 0 && (retired || now.Sub(c.idleSince) >= c.idleLimit(p.tick)) {
 			idle = append(idle, c)
+		} else if !retired {
+			open++
 		}
 	}
-	open := len(p.conns) - len(idle)
 	if !p.closed && !p.dialing && open < p.cfg.WarmConns && !now.Before(p.nextWarm) {
 		p.dialLocked()
 	}
@@ -558,6 +568,21 @@ func (p *Pool) upkeep(now time.Time) {
 	for _, c := range idle {
 		c.shut(CloseIdle, nil)
 	}
+}
+
+// Recycle retires every open connection: no query is sent on them any more,
+// each closes once the queries it carries are answered, and the next
+// connections are dialed afresh, looking the upstream's host name up again.
+// It returns how many connections it retired.
+func (p *Pool) Recycle() int {
+	p.mu.Lock()
+	for _, c := range p.conns {
+		c.dead.Store(true)
+	}
+	n := len(p.conns)
+	p.mu.Unlock()
+	p.upkeep(time.Now()) // closes the idle ones now, and dials the warm ones
+	return n
 }
 
 // checkPins accepts a verified chain that holds a certificate whose public
