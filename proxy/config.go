@@ -14,6 +14,12 @@ const (
 	DefaultTCPMaxConns    = 1000
 	DefaultTCPMaxInFlight = 64
 	DefaultUDPMaxInFlight = 10000
+	// DefaultMaxInFlightBytes bounds the memory held for client queries in
+	// flight; see Config.MaxInFlightBytes.
+	DefaultMaxInFlightBytes = 16 << 20
+	// DefaultTransferTimeout bounds a zone transfer from its query to its
+	// last message.
+	DefaultTransferTimeout = time.Minute
 )
 
 // Config configures a Server.
@@ -46,6 +52,17 @@ type Config struct {
 	// (Linux only; the kernel spreads clients across them by address).
 	// UDPMaxInFlight applies to each. Zero means one.
 	UDPSockets int
+	// MaxInFlightBytes caps the memory held for the client queries in
+	// flight at once, over every listener and both transports, counted as
+	// each query's bytes and a fixed allowance for what travels with it.
+	// Past it a UDP query is dropped (and counted) and a TCP query gets
+	// REFUSED, so that no flood can grow the process without bound. Zero
+	// means the default.
+	MaxInFlightBytes int64
+	// TransferTimeout bounds a zone transfer (AXFR, IXFR over TCP) from its
+	// query to its last message; each message must also arrive within
+	// QueryTimeout of the one before. Zero means the default.
+	TransferTimeout time.Duration
 
 	// Resolver answers the queries. Required.
 	Resolver Resolver
@@ -76,6 +93,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.UDPMaxInFlight <= 0 {
 		c.UDPMaxInFlight = DefaultUDPMaxInFlight
+	}
+	if c.MaxInFlightBytes <= 0 {
+		c.MaxInFlightBytes = DefaultMaxInFlightBytes
+	}
+	if c.TransferTimeout <= 0 {
+		c.TransferTimeout = DefaultTransferTimeout
 	}
 	if c.Observer == nil {
 		c.Observer = NopObserver{}
