@@ -45,6 +45,20 @@ func QuestionString(question []byte) string {
 	return b.String()
 }
 
+// FirstQuestion returns the raw first question of a message, query or
+// answer, in the form QuestionString renders; nil when it has none or it
+// does not parse. It is for logs.
+func FirstQuestion(msg []byte) []byte {
+	if len(msg) < HeaderLen || binary.BigEndian.Uint16(msg[4:]) == 0 {
+		return nil
+	}
+	end, ok := skipQuestion(msg, HeaderLen, false)
+	if !ok {
+		return nil
+	}
+	return msg[HeaderLen:end]
+}
+
 // TypeString returns the mnemonic of a common record type, or "TYPEnnn"
 // (RFC 3597) for the others.
 func TypeString(t uint16) string {

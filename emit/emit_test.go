@@ -54,6 +54,7 @@ func drive(tb testing.TB, e *emit.Emitter) {
 	u.Exchanged(5*time.Millisecond, 40, 120)
 	u.Resent()
 	u.Unmatched()
+	u.Mismatched()
 	b.Retried(google)
 	b.Hedged(google)
 	b.HealthChanged(google, false)
@@ -82,6 +83,7 @@ var wantDogStatsD = map[string][]string{
 	"dotproxy.upstream.latency|ms|env:test,upstream:dns.google:853":                 {"5.000000"},
 	"dotproxy.upstream.resent|c|env:test,upstream:dns.google:853":                   {"1"},
 	"dotproxy.upstream.unmatched|c|env:test,upstream:dns.google:853":                {"1"},
+	"dotproxy.upstream.mismatched|c|env:test,upstream:dns.google:853":               {"1"},
 	"dotproxy.upstream.retry|c|env:test,upstream:dns.google:853":                    {"1"},
 	"dotproxy.upstream.hedge|c|env:test,upstream:dns.google:853":                    {"1"},
 	"dotproxy.upstream.health_change|c|env:test,state:down,upstream:dns.google:853": {"1"},
@@ -110,6 +112,7 @@ var wantStatsD = map[string][]string{
 	"dotproxy.upstream.latency.dns_google_853|ms|":           {"5.000"},
 	"dotproxy.upstream.resent.dns_google_853|c|":             {"1"},
 	"dotproxy.upstream.unmatched.dns_google_853|c|":          {"1"},
+	"dotproxy.upstream.mismatched.dns_google_853|c|":         {"1"},
 	"dotproxy.upstream.retry.dns_google_853|c|":              {"1"},
 	"dotproxy.upstream.hedge.dns_google_853|c|":              {"1"},
 	"dotproxy.upstream.health_change.dns_google_853.down|c|": {"1"},

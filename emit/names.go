@@ -25,6 +25,7 @@ const (
 	mCxError      = "upstream.cx_error"
 	mResent       = "upstream.resent"
 	mUnmatched    = "upstream.unmatched"
+	mMismatched   = "upstream.mismatched"
 	mRetry        = "upstream.retry"
 	mHedge        = "upstream.hedge"
 	mHealthChange = "upstream.health_change"

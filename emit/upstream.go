@@ -34,6 +34,7 @@ type UpstreamMetrics struct {
 	cxError      []series // by stageIndex
 	resent       series
 	unmatched    series
+	mismatched   series
 	retry        series
 	hedge        series
 	healthChange [2]series // by up
@@ -55,16 +56,17 @@ func newUpstreamMetrics(e *Emitter, name string) *UpstreamMetrics {
 	n := e.names
 	up := tag{"upstream", name}
 	m := &UpstreamMetrics{
-		e:         e,
-		latency:   n.series(mLatency, up),
-		cxOpen:    n.series(mCxOpen, up),
-		resent:    n.series(mResent, up),
-		unmatched: n.series(mUnmatched, up),
-		retry:     n.series(mRetry, up),
-		hedge:     n.series(mHedge, up),
-		cxActive:  n.series(mCxActive, up),
-		inflight:  n.series(mInflight, up),
-		health:    n.series(mHealthy, up),
+		e:          e,
+		latency:    n.series(mLatency, up),
+		cxOpen:     n.series(mCxOpen, up),
+		resent:     n.series(mResent, up),
+		unmatched:  n.series(mUnmatched, up),
+		mismatched: n.series(mMismatched, up),
+		retry:      n.series(mRetry, up),
+		hedge:      n.series(mHedge, up),
+		cxActive:   n.series(mCxActive, up),
+		inflight:   n.series(mInflight, up),
+		health:     n.series(mHealthy, up),
 	}
 	m.healthy.Store(true)
 	for i, v := range []string{"false", "true"} {
@@ -131,6 +133,9 @@ func (m *UpstreamMetrics) Resent() { m.count(m.resent) }
 
 // Unmatched implements [upstream.Observer].
 func (m *UpstreamMetrics) Unmatched() { m.count(m.unmatched) }
+
+// Mismatched implements [upstream.Observer].
+func (m *UpstreamMetrics) Mismatched() { m.count(m.mismatched) }
 
 func (m *UpstreamMetrics) count(s series) { _ = m.e.out().Count(s.name, 1, s.tags, 1) }
 

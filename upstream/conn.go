@@ -54,6 +54,7 @@ type conn struct {
 	pending map[uint16]*call
 	nextID  uint16
 	probing bool   // a liveness probe is in flight
+	strikes int    // mismatched answers, weighted; see strikeLocked
 	wbuf    []byte // framed queries waiting to be written
 	spare   []byte // the previous write's buffer, for reuse
 	writing bool   // a goroutine is in flushLocked
@@ -200,7 +201,27 @@ func (c *conn) readLoop() {
 		id := dnsmsg.ID(msg)
 		c.mu.Lock()
 		cl := c.pending[id]
+		if cl != nil && !cl.answered && !dnsmsg.AnswerMatches(c.sentLocked(cl), msg) {
+			// Not the answer to what was asked under this ID: never
+			// handed on. The query stays pending for its own answer,
+			// and its timer resends it if none comes.
+			retire := c.strikeLocked()
+			var asked []byte
+			if c.p.debug {
+				asked = dnsmsg.FirstQuestion(c.sentLocked(cl))
+			}
+			c.mu.Unlock()
+			c.mismatched(asked, msg, retire)
+			if retire {
+				c.shut(CloseError, errMismatch)
+				return
+			}
+			continue
+		}
 		delete(c.pending, id)
+		if c.strikes > 0 {
+			c.strikes--
+		}
 		switch {
 		case cl == nil:
 			c.mu.Unlock()
@@ -219,6 +240,45 @@ func (c *conn) readLoop() {
 			c.mu.Unlock()
 			cl.end(result{msg: msg}, false)
 		}
+	}
+}
+
+// strikeWeight and maxStrikes retire a connection whose answers keep failing
+// to match their queries: a mismatch adds strikeWeight, a good answer takes
+// one away, and maxStrikes retires it. So four mismatches in a row retire
+// it, and so does a steady share of more than one answer in seventeen; a
+// stray one, such as a very late answer to an ID since reused, does not.
+const (
+	strikeWeight = 16
+	maxStrikes   = 4 * strikeWeight
+)
+
+// strikeLocked counts a mismatched answer and reports whether the
+// connection has earned retirement. The caller holds c.mu.
+func (c *conn) strikeLocked() bool {
+	c.strikes += strikeWeight
+	return c.strikes >= maxStrikes
+}
+
+// sentLocked returns the query as cl sent it, to check answers against.
+// The caller holds c.mu and cl has not ended.
+func (c *conn) sentLocked(cl *call) []byte {
+	if cl == probeCall {
+		return c.p.probe
+	}
+	return cl.query
+}
+
+// mismatched reports an answer dropped for not answering asked, the
+// question of the query pending under its ID (read only when logging at
+// debug level).
+func (c *conn) mismatched(asked, msg []byte, retire bool) {
+	c.p.obs.Mismatched()
+	if c.p.debug {
+		c.p.log.Debug("upstream answer does not match its query: dropped",
+			"id", dnsmsg.ID(msg), "asked", dnsmsg.QuestionString(asked),
+			"answered", dnsmsg.QuestionString(dnsmsg.FirstQuestion(msg)),
+			"qr", dnsmsg.IsResponse(msg), "retire_connection", retire)
 	}
 }
 

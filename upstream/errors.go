@@ -30,6 +30,9 @@ var (
 	// errConnLost means the connection a query was on ended before the
 	// answer came: the query may be sent again.
 	errConnLost = errors.New("upstream: connection lost")
+	// errMismatch retires a connection whose answers keep failing to
+	// answer the queries whose IDs they carry.
+	errMismatch = errors.New("upstream: answers do not match their queries")
 	// errShortAnswer is a frame too short to carry an ID: the stream can no
 	// longer be trusted.
 	errShortAnswer = errors.New("upstream: answer shorter than a DNS header")

@@ -16,7 +16,7 @@ import (
 // recorder is an Observer that counts events and reports handshakes on a
 // channel.
 type recorder struct {
-	opened, closed, failed, exchanged, resent, unmatched atomic.Int64
+	opened, closed, failed, exchanged, resent, unmatched, mismatched atomic.Int64
 
 	mu      sync.Mutex
 	stages  []upstream.Stage
@@ -53,6 +53,7 @@ func (r *recorder) ConnFailed(stage upstream.Stage) {
 func (r *recorder) Exchanged(time.Duration, int, int) { r.exchanged.Add(1) }
 func (r *recorder) Resent()                           { r.resent.Add(1) }
 func (r *recorder) Unmatched()                        { r.unmatched.Add(1) }
+func (r *recorder) Mismatched()                       { r.mismatched.Add(1) }
 
 func (r *recorder) failedStages() []upstream.Stage {
 	r.mu.Lock()

@@ -43,6 +43,10 @@ type Observer interface {
 	Resent()
 	// Unmatched reports an answer whose ID matches no query in flight.
 	Unmatched()
+	// Mismatched reports an answer dropped because it does not answer the
+	// query in flight under its ID: another question, QR unset, another
+	// opcode.
+	Mismatched()
 }
 
 // NopObserver is an Observer that discards every event.
@@ -67,3 +71,6 @@ func (NopObserver) Resent() {}
 
 // Unmatched implements [Observer].
 func (NopObserver) Unmatched() {}
+
+// Mismatched implements [Observer].
+func (NopObserver) Mismatched() {}

@@ -36,6 +36,7 @@ type Pool struct {
 	dialer net.Dialer
 	obs    Observer
 	log    *slog.Logger
+	debug  bool // log at debug level: checked once, not per answer
 
 	ctx    context.Context // cancelled by Close: aborts dials
 	cancel context.CancelFunc
@@ -102,6 +103,7 @@ func New(cfg Config) (*Pool, error) {
 		cfg:         cfg,
 		obs:         cfg.Observer,
 		log:         cfg.Logger.With("upstream", cfg.Addr),
+		debug:       cfg.Logger.Enabled(context.Background(), slog.LevelDebug),
 		stop:        make(chan struct{}),
 		probe:       probe,
 		rewrite:     cfg.Rewrite != (dnsmsg.Rewrite{}),

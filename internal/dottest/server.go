@@ -54,6 +54,14 @@ type Options struct {
 	// ResetOn reports, for each query, whether the server writes half of
 	// its answer and then resets the connection.
 	ResetOn func(q *dns.Msg) bool
+	// SwapIDs reports, for the n-th connection, whether the server holds its
+	// answers in pairs and sends each with the other's ID: a resolver that
+	// mixes up its in-flight queries.
+	SwapIDs func(conn int) bool
+	// Tamper, when set, is called with the n-th connection's index and
+	// each answer before it is sent, and may change it: another name or
+	// type, QR unset.
+	Tamper func(conn int, a *dns.Msg)
 	// Inspect, when set, is called with the bytes of each query as they
 	// arrived (no length prefix), before they are parsed.
 	Inspect func(raw []byte)
@@ -235,6 +243,7 @@ func (s *Server) serveConn(tcp *net.TCPConn, idx int) {
 	defer sc.wg.Wait()
 	silent := s.opts.Silent != nil && s.opts.Silent(idx)
 	reset := s.opts.ResetMidAnswer != nil && s.opts.ResetMidAnswer(idx)
+	swap := s.opts.SwapIDs != nil && s.opts.SwapIDs(idx)
 	r := bufio.NewReader(tc)
 	var batch []*dns.Msg
 	for {
@@ -255,6 +264,14 @@ func (s *Server) serveConn(tcp *net.TCPConn, idx int) {
 		case reset || (s.opts.ResetOn != nil && s.opts.ResetOn(q)):
 			sc.resetMidAnswer(q)
 			return
+		case swap:
+			batch = append(batch, q)
+			if len(batch) == 2 {
+				batch[0].Id, batch[1].Id = batch[1].Id, batch[0].Id
+				sc.answer(batch[0])
+				sc.answer(batch[1])
+				batch = batch[:0]
+			}
 		case s.opts.Reverse > 1:
 			batch = append(batch, q)
 			if len(batch) == s.opts.Reverse {
@@ -307,6 +324,9 @@ func (sc *serverConn) answer(q *dns.Msg) bool {
 	a := sc.s.opts.Handler(q)
 	if a == nil {
 		return true
+	}
+	if t := sc.s.opts.Tamper; t != nil {
+		t(sc.idx, a)
 	}
 	out, err := a.Pack()
 	if err != nil {
