@@ -98,10 +98,12 @@ type counter struct {
 	truncated int
 	failed    map[proxy.FailReason]int
 	rcodes    map[int]int
+	drops     chan proxy.DropReason // each drop, while not full
 }
 
 func newCounter() *counter {
-	return &counter{dropped: map[proxy.DropReason]int{}, failed: map[proxy.FailReason]int{}, rcodes: map[int]int{}}
+	return &counter{dropped: map[proxy.DropReason]int{}, failed: map[proxy.FailReason]int{}, rcodes: map[int]int{},
+		drops: make(chan proxy.DropReason, 64)}
 }
 
 func (c *counter) Answered(_ proxy.Transport, _ fmt.Stringer, rcode int, _ time.Duration, _, _ int) {
@@ -115,6 +117,10 @@ func (c *counter) Dropped(_ proxy.Transport, r proxy.DropReason) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.dropped[r]++
+	select {
+	case c.drops <- r:
+	default:
+	}
 }
 
 func (c *counter) Malformed(proxy.Transport) { c.mu.Lock(); c.malformed++; c.mu.Unlock() }

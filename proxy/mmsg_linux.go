@@ -15,6 +15,11 @@ import (
 // query is not delayed, and a burst costs one system call per batch.
 const batchSize = 32
 
+// readSlot is the room for one datagram: a byte more than the largest query
+// taken, so that a larger one shows as too large (the kernel drops the
+// rest of it) without 64 KiB of buffer per slot.
+const readSlot = MaxQuerySize + 1
+
 // mmsghdr is struct mmsghdr: a msghdr and the length received. Go pads it
 // as C does on both 32- and 64-bit platforms.
 type mmsghdr struct {
@@ -35,7 +40,7 @@ type batchReader struct {
 	iovs     [batchSize]unix.Iovec
 	names    [batchSize]unix.RawSockaddrInet6 // room for either family
 	oobs     [batchSize][oobSize]byte
-	buf      []byte // batchSize datagrams of maxDatagram bytes
+	buf      []byte // batchSize datagrams of readSlot bytes
 
 	recvFn func(fd uintptr) bool // r.recv
 	errno  syscall.Errno         // the last read's error
@@ -48,12 +53,12 @@ func newBatchReader(l *udpListener, qs []*udpQuery, batch func(n int), stopping 
 	}
 	// The pages of buf are touched only as far as datagrams fill them.
 	r := &batchReader{rc: rc, wildcard: l.wildcard, qs: qs, batch: batch, stopping: stopping,
-		buf: make([]byte, batchSize*maxDatagram)}
+		buf: make([]byte, batchSize*readSlot)}
 	r.recvFn = r.recv
 	r.reset(batchSize)
 	for i := range r.hdrs {
-		r.iovs[i].Base = &r.buf[i*maxDatagram]
-		r.iovs[i].SetLen(maxDatagram)
+		r.iovs[i].Base = &r.buf[i*readSlot]
+		r.iovs[i].SetLen(readSlot)
 		h := &r.hdrs[i].hdr
 		h.Name = (*byte)(unsafe.Pointer(&r.names[i]))
 		h.Iov = &r.iovs[i]
@@ -132,7 +137,7 @@ func (r *batchReader) copyOut(n int) {
 	for i := range n {
 		h := &r.hdrs[i]
 		q := r.qs[i]
-		q.msg = append(q.msg[:0], r.buf[i*maxDatagram:i*maxDatagram+int(h.n)]...)
+		q.msg = append(q.msg[:0], r.buf[i*readSlot:i*readSlot+int(h.n)]...)
 		q.client = sockaddrAddrPort(&r.names[i])
 		q.replyOOB = q.replyBuf[:0]
 		if r.wildcard {

@@ -29,7 +29,7 @@ func (r *batchReader) serve() error {
 		if err != nil {
 			return err
 		}
-		q.msg = append(q.msg[:0], r.buf[:n]...)
+		q.msg = append(q.msg[:0], r.buf[:min(n, MaxQuerySize+1)]...) // more shows as too large
 		r.batch(1)
 		if r.stopping() {
 			return nil

@@ -23,6 +23,8 @@ const (
 	DropResponse  DropReason = "response"   // QR bit set: not a query
 	DropBadFrame  DropReason = "bad_frame"  // TCP length prefix out of range; the connection is closed
 	DropConnLimit DropReason = "conn_limit" // a TCP connection over DOTPROXY_CLIENT_TCP_MAX_CONNS, closed at once
+	DropTooLarge  DropReason = "too_large"  // a UDP datagram over MaxQuerySize
+	DropOverload  DropReason = "overload"   // the memory for queries in flight is full (over TCP: answered REFUSED)
 )
 
 // FailReason says why a client got SERVFAIL from the proxy itself.

@@ -106,22 +106,93 @@ func TestUDPTruncation(t *testing.T) {
 	})
 }
 
-func TestLargeUDPQuery(t *testing.T) {
-	r := &echoResolver{}
-	_, addr, _ := start(t, r, nil)
-	q := msg("padded.example", dns.TypeA, 5)
-	q.SetEdns0(65000, false)
-	opt := q.IsEdns0()
-	opt.Option = append(opt.Option, &dns.EDNS0_PADDING{Padding: make([]byte, 60000)})
-	wire, err := q.Pack()
+// paddedQuery is a well-formed query of exactly size bytes, filled by an
+// EDNS(0) Padding option.
+func paddedQuery(t *testing.T, id uint16, size int) []byte {
+	t.Helper()
+	q := msg("padded.example", dns.TypeA, id)
+	q.SetEdns0(1232, false)
+	base, err := q.Pack()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if reply := rawUDP(t, addr, wire, 10*time.Second); reply == nil || dnsmsg.ID(reply) != 5 {
-		t.Fatalf("no answer to a %d-byte datagram", len(wire))
+	opt := q.IsEdns0()
+	opt.Option = append(opt.Option, &dns.EDNS0_PADDING{Padding: make([]byte, size-len(base)-4)})
+	wire, err := q.Pack()
+	if err != nil || len(wire) != size {
+		t.Fatalf("padded query of %d bytes, want %d (%v)", len(wire), size, err)
 	}
-	if got := r.queries(); len(got) != 1 || !bytes.Equal(got[0], wire) {
-		t.Fatal("the large query did not reach the resolver intact")
+	return wire
+}
+
+// The largest query taken reaches the resolver intact; a larger datagram
+// is dropped and counted, and the reader goes on with the next.
+func TestQuerySizeLimitUDP(t *testing.T) {
+	forEachPath(t, func(t *testing.T, wrap func(proxy.Resolver) proxy.Resolver) {
+		r := &echoResolver{}
+		_, addr, obs := start(t, wrap(r), nil)
+		largest := paddedQuery(t, 5, proxy.MaxQuerySize)
+		if reply := rawUDP(t, addr, largest, 10*time.Second); reply == nil || dnsmsg.ID(reply) != 5 {
+			t.Fatalf("no answer to a %d-byte query", len(largest))
+		}
+		c, err := net.Dial("udp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		good, _ := msg("good.example", dns.TypeA, 2).Pack()
+		// One reader handles datagrams in order: the reply to the good
+		// query proves the large ones before it were read and dropped.
+		for _, b := range [][]byte{paddedQuery(t, 3, proxy.MaxQuerySize+1), paddedQuery(t, 4, 60000), good} {
+			if _, err := c.Write(b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		buf := make([]byte, 65535)
+		n, err := c.Read(buf)
+		if err != nil || dnsmsg.ID(buf[:n]) != 2 {
+			t.Fatalf("first reply: id %x err %v; want the good query's", buf[:2], err)
+		}
+		if s := obs.snapshot(); s.dropped[proxy.DropTooLarge] != 2 {
+			t.Fatalf("dropped: %v, want 2 too_large", s.dropped)
+		}
+		if got := r.queries(); len(got) != 2 || !bytes.Equal(got[0], largest) {
+			t.Fatal("the largest query did not reach the resolver intact, or a larger one did")
+		}
+	})
+}
+
+// Over TCP, a query too large is read off the stream and answered FORMERR,
+// and the connection goes on.
+func TestQuerySizeLimitTCP(t *testing.T) {
+	r := &echoResolver{}
+	_, addr, obs := start(t, r, nil)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	dc := &dns.Conn{Conn: c}
+	for _, wire := range [][]byte{paddedQuery(t, 7, 60000), paddedQuery(t, 8, proxy.MaxQuerySize)} {
+		if _, err := dc.Write(wire); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, err := dc.ReadMsg()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Id != 7 || first.Rcode != dns.RcodeFormatError {
+		t.Fatalf("reply to the oversized query: id %d rcode %s, want 7 FORMERR", first.Id, dns.RcodeToString[first.Rcode])
+	}
+	second, err := dc.ReadMsg()
+	if err != nil || second.Id != 8 || second.Rcode != dns.RcodeSuccess {
+		t.Fatalf("reply to the largest query: %v, %v", second, err)
+	}
+	if s := obs.snapshot(); s.malformed != 1 {
+		t.Fatalf("malformed = %d, want 1", s.malformed)
 	}
 }
 

@@ -22,6 +22,7 @@ type Server struct {
 	obs     Observer
 	log     *slog.Logger
 	debug   bool // log every query: checked once, not per query
+	mem     memBudget
 
 	wg sync.WaitGroup // every serving goroutine and query
 
@@ -49,6 +50,7 @@ func New(cfg Config) (*Server, error) {
 		debug: cfg.Logger.Enabled(context.Background(), slog.LevelDebug),
 		conns: map[net.Conn]struct{}{},
 	}
+	s.mem.limit = cfg.MaxInFlightBytes
 	s.starter, _ = cfg.Resolver.(Starter)
 	s.batcher, _ = cfg.Resolver.(BatchStarter)
 	return s, nil

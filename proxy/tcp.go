@@ -83,14 +83,22 @@ func (s *Server) serveTCPConn(c net.Conn) {
 			return
 		}
 		msg, err := readQueryFrame(r)
-		if errors.Is(err, errBadFrame) {
+		arrived := time.Now()
+		switch {
+		case errors.Is(err, errBadFrame):
 			s.obs.Dropped(TCP, DropBadFrame)
 			return
-		}
-		if err != nil {
+		case errors.Is(err, errTooLarge):
+			// msg is the header alone: enough for a reply that says so.
+			w.write(s.refuse(client, msg, dnsmsg.RcodeFormErr, arrived))
+			continue
+		case err != nil:
 			return // EOF, idle timeout or shutdown
+		case !s.mem.take(len(msg)):
+			s.obs.Dropped(TCP, DropOverload)
+			w.write(s.refuse(client, msg, dnsmsg.RcodeRefused, arrived))
+			continue
 		}
-		arrived := time.Now()
 		slots <- struct{}{}
 		queries.Add(1)
 		s.wg.Add(1)
@@ -98,6 +106,7 @@ func (s *Server) serveTCPConn(c net.Conn) {
 			defer s.wg.Done()
 			defer queries.Done()
 			defer func() { <-slots }()
+			defer s.mem.give(len(msg))
 			if reply := s.handle(TCP, client, msg, arrived); reply != nil {
 				w.write(reply)
 			}
@@ -105,11 +114,34 @@ func (s *Server) serveTCPConn(c net.Conn) {
 	}
 }
 
-var errBadFrame = errors.New("proxy: frame shorter than a DNS header")
+// refuse answers a TCP query that goes no further, with rcode: one too large to read (FORMERR, counted as malformed), or one
+// that arrived while the memory for queries in flight was full (REFUSED).
+// A client outside the access list gets REFUSED in either case.
+func (s *Server) refuse(client netip.Addr, msg []byte, rcode int, arrived time.Time) []byte {
+	q, err := dnsmsg.ParseQuery(msg)
+	if err != nil {
+		q = dnsmsg.Query{ID: q.ID, Flags: q.Flags} // echo none of what did not parse
+	}
+	switch {
+	case !s.allowed(client):
+		s.obs.Refused(TCP)
+		rcode = dnsmsg.RcodeRefused
+	case rcode == dnsmsg.RcodeFormErr:
+		s.obs.Malformed(TCP)
+	}
+	return s.reply(TCP, client, &q, nil, dnsmsg.Reply(&q, rcode), arrived, len(msg))
+}
+
+var (
+	errBadFrame = errors.New("proxy: frame shorter than a DNS header")
+	errTooLarge = errors.New("proxy: query larger than MaxQuerySize")
+)
 
 // readQueryFrame reads one length-prefixed message (RFC 1035 §4.2.2). A
-// length too small for a DNS header is a broken stream.
-func readQueryFrame(r io.Reader) ([]byte, error) {
+// length too small for a DNS header is a broken stream. A message over
+// MaxQuerySize is read off the stream without being kept, and only its
+// header is returned, with errTooLarge.
+func readQueryFrame(r *bufio.Reader) ([]byte, error) {
 	var hdr [2]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return nil, err
@@ -118,9 +150,18 @@ func readQueryFrame(r io.Reader) ([]byte, error) {
 	if n < dnsmsg.HeaderLen {
 		return nil, errBadFrame
 	}
-	msg := make([]byte, n)
+	msg := make([]byte, min(n, MaxQuerySize))
+	if n > MaxQuerySize {
+		msg = msg[:dnsmsg.HeaderLen]
+	}
 	if _, err := io.ReadFull(r, msg); err != nil {
 		return nil, err
+	}
+	if n > MaxQuerySize {
+		if _, err := r.Discard(n - len(msg)); err != nil {
+			return nil, err
+		}
+		return msg, errTooLarge
 	}
 	return msg, nil
 }

@@ -76,6 +76,23 @@ var udpQueries = sync.Pool{New: func() any {
 	return q
 }}
 
+// putQuery recycles q, unless a large query grew its buffer: the pool keeps
+// only buffers of the usual size, so that a burst of large queries leaves
+// nothing behind.
+func putQuery(q *udpQuery) {
+	if cap(q.msg) <= queryCap {
+		udpQueries.Put(q)
+	}
+}
+
+// release ends q's stay in the server: its slot, its charge on the memory
+// budget, its buffer.
+func (s *Server) release(q *udpQuery, slots <-chan struct{}) {
+	<-slots
+	s.mem.give(len(q.msg))
+	putQuery(q)
+}
+
 // workerIdle is how long a UDP worker waits for the next query before it
 // ends: long enough to carry a steady load with no goroutine started per
 // query, short enough that a burst leaves no crowd of idle goroutines.
@@ -100,7 +117,7 @@ func (s *Server) serveUDP(pc *net.UDPConn) {
 	u.refill()
 	defer func() {
 		for _, q := range u.qs {
-			udpQueries.Put(q)
+			putQuery(q)
 		}
 	}()
 	r, err := newBatchReader(u.l, u.qs, u.batch, s.isStopping)
@@ -149,9 +166,9 @@ func (u *udpLoop) batch(n int) {
 		q := u.qs[i]
 		u.qs[i] = nil
 		q.arrived = arrived
-		if len(q.msg) < dnsmsg.HeaderLen {
-			u.s.obs.Dropped(UDP, DropShort)
-			udpQueries.Put(q)
+		if reason, ok := u.s.admitUDP(q); !ok {
+			u.s.obs.Dropped(UDP, reason)
+			putQuery(q)
 			continue
 		}
 		select {
@@ -182,6 +199,20 @@ func (u *udpLoop) batch(n int) {
 	u.refill()
 }
 
+// admitUDP decides whether a datagram goes any further, and charges the
+// memory budget for it if so; when not, it says why.
+func (s *Server) admitUDP(q *udpQuery) (DropReason, bool) {
+	switch {
+	case len(q.msg) < dnsmsg.HeaderLen:
+		return DropShort, false
+	case len(q.msg) > MaxQuerySize:
+		return DropTooLarge, false
+	case !s.mem.take(len(q.msg)):
+		return DropOverload, false
+	}
+	return "", true
+}
+
 // udpWorker answers q, then each query handed to it on work, until work is
 // closed or no query comes for workerIdle.
 func (s *Server) udpWorker(l *udpListener, q *udpQuery, work <-chan *udpQuery, slots <-chan struct{}) {
@@ -190,8 +221,7 @@ func (s *Server) udpWorker(l *udpListener, q *udpQuery, work <-chan *udpQuery, s
 	defer idle.Stop()
 	for {
 		s.answerUDP(l, q)
-		<-slots
-		udpQueries.Put(q)
+		s.release(q, slots)
 		idle.Reset(workerIdle)
 		var ok bool
 		select {
@@ -226,8 +256,7 @@ func (s *Server) startUDP(l *udpListener, q *udpQuery, slots <-chan struct{}, ho
 		if reply != nil {
 			s.writeUDP(l, q, reply)
 		}
-		<-slots
-		udpQueries.Put(q)
+		s.release(q, slots)
 		return true
 	}
 	q.s, q.l, q.slots = s, l, slots
@@ -245,8 +274,7 @@ func (q *udpQuery) Resolved(answer []byte, from fmt.Stringer, err error) {
 	s, slots := q.s, q.slots
 	reply := s.finish(UDP, q.client.Addr(), &q.parsed, len(q.msg), q.arrived, q.deadline, answer, from, err)
 	s.writeUDP(q.l, q, reply)
-	<-slots
-	udpQueries.Put(q)
+	s.release(q, slots)
 	s.wg.Done()
 }
 

@@ -214,7 +214,7 @@ func (cl *call) end(r result, fromTimer bool) {
 	p.release(c)
 	done, orig, deadline, attempt, started := cl.done, cl.orig, cl.deadline, cl.attempt, cl.started
 	if cl.wireBuf != nil {
-		wireBufs.Put(cl.wireBuf)
+		putWire(cl.wireBuf)
 	}
 	if reusable {
 		putCall(cl)

@@ -17,12 +17,21 @@ import (
 )
 
 // wireBufs holds the buffers queries are rewritten into. 512 bytes hold any
-// usual query once padded; a larger one grows its buffer, which is kept for
-// the next.
+// usual query once padded; a larger one grows its buffer, which putWire
+// then lets go, so that a burst of large queries leaves nothing behind.
 var wireBufs = sync.Pool{New: func() any {
 	b := make([]byte, 0, 512)
 	return &b
 }}
+
+// maxPooledWire is the largest buffer putWire keeps.
+const maxPooledWire = 1024
+
+func putWire(buf *[]byte) {
+	if cap(*buf) <= maxPooledWire {
+		wireBufs.Put(buf)
+	}
+}
 
 // maxAttempts bounds how many connections one Exchange tries when the ones
 // it was on die under it.
@@ -260,7 +269,7 @@ func (p *Pool) exchange(query []byte, deadline time.Time, attempt int) ([]byte, 
 	// Rewritten once, sent as is on every attempt.
 	wire, added, buf := p.wire(query)
 	if buf != nil {
-		defer wireBufs.Put(buf)
+		defer putWire(buf)
 	}
 	w := waiters.Get().(*waiter)
 	defer waiters.Put(w) // every send below was waited for
