@@ -43,6 +43,15 @@ func (s *Server) check(t Transport, client netip.Addr, msg []byte, arrived time.
 		s.obs.Refused(t)
 		return s.reply(t, client, q, nil, dnsmsg.Reply(q, dnsmsg.RcodeRefused), arrived, len(msg)), true
 	}
+	if t == UDP && dnsmsg.IsTransfer(q) {
+		// AXFR is defined over TCP only (RFC 5936 §4.2), and an IXFR
+		// answer that may not fit a datagram sends the client to TCP
+		// (RFC 1995 §2): TC set says so to every client, which asks
+		// again over TCP, where the whole transfer is passed on.
+		s.obs.Truncated()
+		tc := dnsmsg.Truncated(q, dnsmsg.Reply(q, dnsmsg.RcodeSuccess))
+		return s.reply(t, client, q, nil, tc, arrived, len(msg)), true
+	}
 	return nil, false
 }
 

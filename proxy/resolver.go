@@ -49,3 +49,13 @@ type BatchStarter interface {
 	// Flush writes the queries that StartHeld left waiting.
 	Flush()
 }
+
+// Transferer is a Resolver that can also pass a zone transfer (AXFR, IXFR)
+// on: each message of the answer is handed to each, in order, until the
+// transfer ends; deadline bounds the whole transfer and idle each message.
+// An error after a message was handed on means the client holds part of a
+// transfer. *balance.Balancer implements it; without it, a transfer over
+// TCP is answered NOTIMP.
+type Transferer interface {
+	Transfer(query []byte, deadline time.Time, idle time.Duration, each func(msg []byte) error) (upstream fmt.Stringer, err error)
+}

@@ -19,6 +19,7 @@ type Server struct {
 	cfg     Config
 	starter Starter      // cfg.Resolver, if it can start queries; nil otherwise
 	batcher BatchStarter // cfg.Resolver, if it can also hold them for a Flush
+	xfr     Transferer   // cfg.Resolver, if it can pass zone transfers on
 	obs     Observer
 	log     *slog.Logger
 	debug   bool // log every query: checked once, not per query
@@ -53,6 +54,7 @@ func New(cfg Config) (*Server, error) {
 	s.mem.limit = cfg.MaxInFlightBytes
 	s.starter, _ = cfg.Resolver.(Starter)
 	s.batcher, _ = cfg.Resolver.(BatchStarter)
+	s.xfr, _ = cfg.Resolver.(Transferer)
 	return s, nil
 }
 

@@ -107,10 +107,68 @@ func (s *Server) serveTCPConn(c net.Conn) {
 			defer queries.Done()
 			defer func() { <-slots }()
 			defer s.mem.give(len(msg))
-			if reply := s.handle(TCP, client, msg, arrived); reply != nil {
-				w.write(reply)
-			}
+			s.answerTCP(w, client, msg, arrived)
 		}()
+	}
+}
+
+// answerTCP answers one query read from a client's TCP connection: a zone
+// transfer message by message, any other query with its one answer.
+func (s *Server) answerTCP(w *frameWriter, client netip.Addr, msg []byte, arrived time.Time) {
+	var q dnsmsg.Query
+	if reply, done := s.check(TCP, client, msg, arrived, &q); done {
+		if reply != nil {
+			w.write(reply)
+		}
+		return
+	}
+	if dnsmsg.IsTransfer(&q) {
+		s.transfer(w, client, &q, msg, arrived)
+		return
+	}
+	deadline := arrived.Add(s.cfg.QueryTimeout)
+	answer, from, err := s.cfg.Resolver.Resolve(msg, deadline)
+	w.write(s.finish(TCP, client, &q, len(msg), arrived, deadline, answer, from, err))
+}
+
+// transfer passes a zone transfer on, on an upstream connection of its own,
+// every message of the answer as it comes, until the transfer ends, within
+// TransferTimeout and QueryTimeout per message. A transfer that fails
+// before its first message gets SERVFAIL; one that fails later has its
+// client connection closed, so that the client cannot take the part it got
+// for a whole transfer.
+func (s *Server) transfer(w *frameWriter, client netip.Addr, q *dnsmsg.Query, msg []byte, arrived time.Time) {
+	if s.xfr == nil {
+		w.write(s.reply(TCP, client, q, nil, dnsmsg.Reply(q, dnsmsg.RcodeNotImp), arrived, len(msg)))
+		return
+	}
+	deadline := arrived.Add(s.cfg.TransferTimeout)
+	var first []byte
+	size := 0
+	from, err := s.xfr.Transfer(msg, deadline, s.cfg.QueryTimeout, func(m []byte) error {
+		if first == nil {
+			first = m
+		}
+		size += len(m)
+		return w.writeFrame(m)
+	})
+	switch {
+	case first == nil:
+		w.write(s.finish(TCP, client, q, len(msg), arrived, deadline, nil, nil, err))
+	case err != nil:
+		s.obs.Failed(TCP, FailUpstream)
+		if s.debug {
+			s.log.Debug("zone transfer broken off", "client", client, "question", dnsmsg.QuestionString(q.Question),
+				"upstream", upstreamName(from), "err", err.Error())
+		}
+		w.c.Close()
+	default:
+		rcode := dnsmsg.Rcode(first)
+		s.obs.Answered(TCP, from, rcode, time.Since(arrived), len(msg), size)
+		if s.debug {
+			s.log.Debug("zone transfer", "client", client, "question", dnsmsg.QuestionString(q.Question),
+				"rcode", dnsmsg.RcodeName(rcode), "upstream", upstreamName(from), "rtt", time.Since(arrived), "size", size)
+		}
 	}
 }
 
@@ -174,18 +232,23 @@ type frameWriter struct {
 	mu sync.Mutex // one frame at a time
 }
 
-func (w *frameWriter) write(msg []byte) {
+func (w *frameWriter) write(msg []byte) { _ = w.writeFrame(msg) }
+
+// writeFrame writes msg as one frame and says whether it left.
+func (w *frameWriter) writeFrame(msg []byte) error {
 	var hdr [2]byte
 	binary.BigEndian.PutUint16(hdr[:], uint16(len(msg)))
 	bufs := net.Buffers{hdr[:], msg}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if err := w.c.SetWriteDeadline(time.Now().Add(w.timeout)); err != nil {
-		return
+	err := w.c.SetWriteDeadline(time.Now().Add(w.timeout))
+	if err == nil {
+		_, err = bufs.WriteTo(w.c)
 	}
-	if _, err := bufs.WriteTo(w.c); err != nil {
+	if err != nil {
 		w.c.Close() // a client that cannot take its answers is gone
 	}
+	return err
 }
 
 func remoteAddr(c net.Conn) netip.Addr {

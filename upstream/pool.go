@@ -78,6 +78,8 @@ type Pool struct {
 	failures int       // consecutive failed dials
 	nextWarm time.Time // earliest next background dial after a failure
 	lastErr  string    // last dial error logged, to log each cause once
+
+	transfers map[*conn]struct{} // connections of zone transfers under way
 }
 
 // slot is what a query waiting in acquire is handed: a connection with a
@@ -306,6 +308,9 @@ func (p *Pool) Close() error {
 	conns := p.conns
 	p.conns = nil
 	p.failWaitersLocked(ErrClosed)
+	for c := range p.transfers {
+		c.raw.Close() // the transfer's read fails, and it ends itself
+	}
 	p.mu.Unlock()
 	p.cancel()
 	close(p.stop)

@@ -62,6 +62,10 @@ type Options struct {
 	// each answer before it is sent, and may change it: another name or
 	// type, QR unset.
 	Tamper func(conn int, a *dns.Msg)
+	// Stream, when set and returning messages, answers a query with them in
+	// order, as a zone transfer is answered; a nil entry closes the
+	// connection at that point.
+	Stream func(q *dns.Msg) []*dns.Msg
 	// Inspect, when set, is called with the bytes of each query as they
 	// arrived (no length prefix), before they are parsed.
 	Inspect func(raw []byte)
@@ -321,6 +325,11 @@ func (sc *serverConn) answer(q *dns.Msg) bool {
 	if h := sc.s.opts.Hold; h != nil {
 		h(q)
 	}
+	if st := sc.s.opts.Stream; st != nil {
+		if msgs := st(q); msgs != nil {
+			return sc.stream(msgs)
+		}
+	}
 	a := sc.s.opts.Handler(q)
 	if a == nil {
 		return true
@@ -340,6 +349,27 @@ func (sc *serverConn) answer(q *dns.Msg) bool {
 	if n := sc.s.opts.CloseAfter; n > 0 && sc.sent >= n {
 		sc.tls.Close()
 		return false
+	}
+	return true
+}
+
+// stream writes msgs in order; a nil one closes the connection.
+func (sc *serverConn) stream(msgs []*dns.Msg) bool {
+	sc.wmu.Lock()
+	defer sc.wmu.Unlock()
+	for _, m := range msgs {
+		if m == nil {
+			sc.tls.Close()
+			return false
+		}
+		out, err := m.Pack()
+		if err != nil {
+			return true
+		}
+		frame := binary.BigEndian.AppendUint16(nil, uint16(len(out)))
+		if _, err := sc.tls.Write(append(frame, out...)); err != nil {
+			return false
+		}
 	}
 	return true
 }

@@ -1,0 +1,48 @@
+package balance
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// transferrer is an Upstream that can pass a zone transfer on, on a
+// connection of its own. *upstream.Pool implements it.
+type transferrer interface {
+	Transfer(query []byte, deadline time.Time, idle time.Duration, each func(msg []byte) error) (passed bool, err error)
+}
+
+// errNoTransfer reports an upstream that cannot pass zone transfers on.
+var errNoTransfer = errors.New("balance: upstream does not pass zone transfers on")
+
+// Transfer sends a zone transfer query (AXFR, IXFR) to an upstream chosen
+// by the policy and hands each message of its answer to each, in order,
+// until the transfer ends (see upstream.Pool.Transfer): deadline bounds the
+// whole transfer, idle each message. While nothing has been handed on, a
+// failed attempt goes to another upstream, up to MaxRetries times, as
+// Resolve's do; once a message has been handed on, an error ends it, since
+// the client holds part of a transfer. It returns the upstream that
+// answered. Transfers leave the upstreams' health alone: one long stream
+// says little about how a resolver answers queries. It implements
+// proxy.Transferer.
+func (b *Balancer) Transfer(query []byte, deadline time.Time, idle time.Duration, each func(msg []byte) error) (fmt.Stringer, error) {
+	var tried uint64
+	err := errDeadline
+	for n := 0; n <= b.cfg.MaxRetries && time.Now().Before(deadline); n++ {
+		h := b.choose(&tried)
+		t, ok := h.up.(transferrer)
+		if !ok {
+			return nil, fmt.Errorf("%s: %w", h.name, errNoTransfer)
+		}
+		if n > 0 {
+			b.obs.Retried(h.name)
+		}
+		var passed bool
+		passed, err = t.Transfer(query, deadline, idle, each)
+		if err == nil || passed {
+			return h.up, err
+		}
+		err = fmt.Errorf("%s: %w", h.name, err)
+	}
+	return nil, err
+}
