@@ -25,6 +25,7 @@ const (
 const (
 	DefaultPrefix        = "dotproxy"
 	DefaultFlushInterval = time.Second
+	DefaultCloseTimeout  = 300 * time.Millisecond
 )
 
 // unixPrefix marks an Addr that names a Unix datagram socket.
@@ -93,6 +94,13 @@ type Config struct {
 	// later), which costs the query path several times less. Set it for a
 	// relay that cannot parse such lines. StatsD format ignores it.
 	SingleValue bool
+	// CloseTimeout bounds how long [Emitter.Close] waits for the last
+	// metrics to be sent. A statsd server that does not read its socket
+	// would otherwise hold Close for the client's write timeout once per
+	// buffered datagram: seconds, or minutes after a long run, longer than
+	// an orchestrator waits before it kills the process. Zero means
+	// DefaultCloseTimeout.
+	CloseTimeout time.Duration
 	// Logger receives send failures at Warn level, at most one line every
 	// ten seconds. Nil means slog.Default().
 	Logger *slog.Logger
@@ -108,6 +116,9 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.FlushInterval == 0 {
 		cfg.FlushInterval = DefaultFlushInterval
+	}
+	if cfg.CloseTimeout <= 0 {
+		cfg.CloseTimeout = DefaultCloseTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

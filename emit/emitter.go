@@ -64,9 +64,10 @@ type Emitter struct {
 	upsMu sync.Mutex
 	ups   atomic.Pointer[map[string]*UpstreamMetrics]
 
-	stop     chan struct{} // closed by Close to stop the gauge loop
-	done     chan struct{} // closed when the gauge loop has returned
-	closeErr error         // guarded by lifeMu
+	stop         chan struct{} // closed by Close to stop the gauge loop
+	done         chan struct{} // closed when the gauge loop has returned
+	closeTimeout time.Duration
+	closeErr     error // guarded by lifeMu
 }
 
 // sinkRef boxes a sink for an atomic.Pointer.
@@ -89,6 +90,8 @@ func New(cfg Config) (*Emitter, error) {
 		errs:  &errorLog{log: cfg.Logger, every: errorLogInterval},
 		stop:  make(chan struct{}),
 		done:  make(chan struct{}),
+
+		closeTimeout: cfg.CloseTimeout,
 	}
 	c, err := e.dial(cfg)
 	if err != nil {
@@ -205,9 +208,12 @@ func (e *Emitter) Flush() error {
 }
 
 // Close stops the gauge goroutine, sends what is buffered and closes the
-// client. Events reported after Close, by queries still in flight, are
-// dropped. Close is safe to call more than once; later calls return the
-// first one's error.
+// client, waiting at most [Config.CloseTimeout] for the statsd server to
+// take it. Past that it returns [ErrCloseTimeout] while the client goes on
+// sending in the background until it is done or the process exits: a
+// server that does not read its socket must not hold up the exit. Events
+// reported after Close, by queries still in flight, are dropped. Close is
+// safe to call more than once; later calls return the first one's error.
 func (e *Emitter) Close() error {
 	e.lifeMu.Lock()
 	defer e.lifeMu.Unlock()
@@ -219,7 +225,16 @@ func (e *Emitter) Close() error {
 	<-e.done
 	e.readGauges()
 	e.sink.Store(&sinkRef{nopSink{}})
-	e.closeErr = e.client.Close()
+
+	closed := make(chan error, 1)
+	go func() { closed <- e.client.Close() }()
+	t := time.NewTimer(e.closeTimeout)
+	defer t.Stop()
+	select {
+	case e.closeErr = <-closed:
+	case <-t.C:
+		e.closeErr = fmt.Errorf("%w (%s)", ErrCloseTimeout, e.closeTimeout)
+	}
 	return e.closeErr
 }
 
