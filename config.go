@@ -23,6 +23,11 @@ import (
 // envPrefix starts every variable dotproxy reads.
 const envPrefix = "DOTPROXY"
 
+// maxInflightMIB bounds DOTPROXY_CLIENT_MAX_INFLIGHT_MIB: 4 GiB of queries
+// in flight is past any host dotproxy is meant for, and a larger figure is
+// more likely a unit mistaken (bytes for MiB) than a wish.
+const maxInflightMIB = 4096
+
 // maxUDPSockets bounds DOTPROXY_CLIENT_UDP_SOCKETS: one reader per core is
 // the most that helps.
 const maxUDPSockets = 64
@@ -31,12 +36,13 @@ const maxUDPSockets = 64
 // add their name to the variable: Upstream.MaxConns is
 // DOTPROXY_UPSTREAM_MAX_CONNS.
 type config struct {
-	Upstreams    upstreamList  `split_words:"true" default:"1.1.1.1:853,1.0.0.1:853" desc:"resolvers to forward to: comma-separated host[:port][#tls-name]; port 853 if omitted; IPv6 as [addr]:port. Without #tls-name the certificate must be valid for the host (IP SAN for an address)"`
-	Bootstrap    bootstrapList `desc:"plain-DNS resolvers (comma-separated ip or ip:port, port 53 if omitted) used only to resolve upstream host names, instead of the system resolver; set it when the system resolver is dotproxy itself"`
-	Listen       listenList    `split_words:"true" default:":53" desc:"comma-separated host:port addresses, each served on UDP and TCP; an empty host means every address"`
-	Allow        prefixList    `split_words:"true" default:"127.0.0.0/8,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,169.254.0.0/16,::1/128,fc00::/7,fe80::/10" desc:"client networks (CIDRs or single addresses) that may query; others get REFUSED. 0.0.0.0/0,::/0 allows everyone"`
-	QueryTimeout time.Duration `split_words:"true" default:"4s" desc:"total time a query may take, retries included; the client then gets SERVFAIL. Below the 5 s that stub resolvers wait, so they see an answer rather than a timeout"`
-	Padding      padding       `default:"block" desc:"block: pad every query sent upstream to a multiple of 128 bytes with EDNS(0) padding (RFC 7830, RFC 8467), so the length of the encrypted record does not give away the name; off: send queries unpadded"`
+	Upstreams       upstreamList  `split_words:"true" default:"1.1.1.1:853,1.0.0.1:853" desc:"resolvers to forward to: comma-separated host[:port][#tls-name]; port 853 if omitted; IPv6 as [addr]:port. Without #tls-name the certificate must be valid for the host (IP SAN for an address)"`
+	Bootstrap       bootstrapList `desc:"plain-DNS resolvers (comma-separated ip or ip:port, port 53 if omitted) used only to resolve upstream host names, instead of the system resolver; set it when the system resolver is dotproxy itself"`
+	Listen          listenList    `split_words:"true" default:":53" desc:"comma-separated host:port addresses, each served on UDP and TCP; an empty host means every address"`
+	Allow           prefixList    `split_words:"true" default:"127.0.0.0/8,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,169.254.0.0/16,::1/128,fc00::/7,fe80::/10" desc:"client networks (CIDRs or single addresses) that may query; others get REFUSED. 0.0.0.0/0,::/0 allows everyone"`
+	QueryTimeout    time.Duration `split_words:"true" default:"4s" desc:"total time a query may take, retries included; the client then gets SERVFAIL. Below the 5 s that stub resolvers wait, so they see an answer rather than a timeout"`
+	TransferTimeout time.Duration `split_words:"true" default:"60s" desc:"longest a zone transfer (AXFR, IXFR over TCP) may take from its query to its last message; each message must also arrive within DOTPROXY_QUERY_TIMEOUT of the one before"`
+	Padding         padding       `default:"block" desc:"block: pad every query sent upstream to a multiple of 128 bytes with EDNS(0) padding (RFC 7830, RFC 8467), so the length of the encrypted record does not give away the name; off: send queries unpadded"`
 
 	TLS struct {
 		CAFile string  `split_words:"true" desc:"PEM bundle trusted instead of the system roots"`
@@ -60,6 +66,7 @@ type config struct {
 		TCPMaxInflight int           `split_words:"true" default:"64" desc:"queries answered at once per client TCP connection"`
 		UDPMaxInflight int           `split_words:"true" default:"10000" desc:"UDP queries answered at once per UDP socket; past it the socket is not read"`
 		UDPSockets     int           `split_words:"true" default:"1" desc:"UDP sockets per listen address, each with its own reader, sharing the port with SO_REUSEPORT (Linux)"`
+		MaxInflightMIB int           `split_words:"true" default:"16" desc:"memory (MiB, 1 to 4096) held for client queries in flight at once, over every listener and both transports (each query's bytes plus a fixed allowance); past it a UDP query is dropped and counted and a TCP query gets REFUSED"`
 	}
 
 	Policy     balance.Policy `split_words:"true" default:"least_outstanding" desc:"load-balancing policy: round_robin, random, historical_connections, availability, failover, least_outstanding, fastest"`
@@ -141,6 +148,12 @@ func (c *config) validate() error {
 	}
 	if c.QueryTimeout <= 0 {
 		return bad("QUERY_TIMEOUT", c.QueryTimeout, "must be positive")
+	}
+	if c.TransferTimeout <= 0 {
+		return bad("TRANSFER_TIMEOUT", c.TransferTimeout, "must be positive")
+	}
+	if c.Client.MaxInflightMIB < 1 || c.Client.MaxInflightMIB > maxInflightMIB {
+		return bad("CLIENT_MAX_INFLIGHT_MIB", c.Client.MaxInflightMIB, "must be from 1 to %d", maxInflightMIB)
 	}
 	if c.TLS.CAFile != "" {
 		if _, err := loadCAs(c.TLS.CAFile); err != nil {

@@ -77,17 +77,19 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, ready func(addrs 
 	}()
 
 	srv, err := proxy.New(proxy.Config{
-		Listen:         cfg.Listen,
-		Allow:          cfg.Allow,
-		QueryTimeout:   cfg.QueryTimeout,
-		TCPIdleTimeout: cfg.Client.TCPIdleTimeout,
-		TCPMaxConns:    cfg.Client.TCPMaxConns,
-		TCPMaxInFlight: cfg.Client.TCPMaxInflight,
-		UDPMaxInFlight: cfg.Client.UDPMaxInflight,
-		UDPSockets:     cfg.Client.UDPSockets,
-		Resolver:       bal,
-		Observer:       metrics.Proxy(),
-		Logger:         log,
+		Listen:           cfg.Listen,
+		Allow:            cfg.Allow,
+		QueryTimeout:     cfg.QueryTimeout,
+		TransferTimeout:  cfg.TransferTimeout,
+		TCPIdleTimeout:   cfg.Client.TCPIdleTimeout,
+		TCPMaxConns:      cfg.Client.TCPMaxConns,
+		TCPMaxInFlight:   cfg.Client.TCPMaxInflight,
+		UDPMaxInFlight:   cfg.Client.UDPMaxInflight,
+		UDPSockets:       cfg.Client.UDPSockets,
+		MaxInFlightBytes: int64(cfg.Client.MaxInflightMIB) << 20,
+		Resolver:         bal,
+		Observer:         metrics.Proxy(),
+		Logger:           log,
 	})
 	if err != nil {
 		return err
@@ -171,6 +173,8 @@ func (c *config) logAttrs(bound []string, metrics bool) []any {
 		"policy", string(c.Policy),
 		"allow", len(c.Allow),
 		"query_timeout", c.QueryTimeout.String(),
+		"transfer_timeout", c.TransferTimeout.String(),
+		"client_max_inflight_mib", c.Client.MaxInflightMIB,
 		"max_retries", c.MaxRetries,
 		"hedge_after", c.HedgeAfter.String(),
 		"ca_file", c.TLS.CAFile,
