@@ -52,7 +52,7 @@ func startBenchProxy(b *testing.B, extra map[string]string) (string, *dottest.Se
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- serve(ctx, cfg, slog.New(slog.DiscardHandler), func(a []string) { ready <- a[0] })
+		done <- serve(ctx, cfg, slog.New(slog.DiscardHandler), nil, func(a []string) { ready <- a[0] })
 	}()
 	b.Cleanup(func() {
 		cancel()

@@ -71,9 +71,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 
 	log := newLogger(cfg, stderr)
-	ctx, stop := stopOnSignal()
+	ctx, hup, stop := handleSignals()
 	defer stop()
-	if err := serve(ctx, cfg, log, nil); err != nil {
+	if err := serve(ctx, cfg, log, hup, nil); err != nil {
 		log.Error("dotproxy stopped", tint.Err(err))
 		return exitFailure
 	}
@@ -142,7 +142,7 @@ func newLogger(cfg *config, w io.Writer) *slog.Logger {
 	return slog.New(tint.NewTextHandler(w, &tint.Options{Level: level, NoColor: !color, TimeFormat: time.RFC3339}))
 }
 
-// signalName names the two signals stopOnSignal takes as a log reader
+// signalName names the two signals that stop dotproxy as a log reader
 // knows them, on every platform.
 func signalName(s os.Signal) string {
 	switch s {
@@ -154,13 +154,18 @@ func signalName(s os.Signal) string {
 	return s.String()
 }
 
-// stopOnSignal returns a context cancelled by SIGINT or SIGTERM, whose cause
-// names the signal, so that the log says why dotproxy stopped (docker stop,
-// a Ctrl-C, an orchestrator's drain).
-func stopOnSignal() (context.Context, func()) {
+// handleSignals returns a context cancelled by SIGINT or SIGTERM, whose
+// cause names the signal, so that the log says why dotproxy stopped (docker
+// stop, a Ctrl-C, an orchestrator's drain), and a channel that receives
+// each SIGHUP, which would otherwise end the process with no word in the
+// log. SIGHUPs that come while one is handled count as one. Every other
+// signal keeps Go's default: SIGQUIT dumps the goroutines and exits.
+func handleSignals() (context.Context, <-chan os.Signal, func()) {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
 	done := make(chan struct{})
 	go func() {
 		select {
@@ -169,8 +174,9 @@ func stopOnSignal() (context.Context, func()) {
 		case <-done:
 		}
 	}()
-	return ctx, func() {
+	return ctx, hup, func() {
 		signal.Stop(sigs)
+		signal.Stop(hup)
 		close(done)
 		cancel(nil)
 	}

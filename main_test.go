@@ -143,9 +143,11 @@ type proxyProcess struct {
 	cmd  *exec.Cmd
 	addr string // where it listens, UDP and TCP
 
-	mu   sync.Mutex
-	logs []map[string]any
-	done chan struct{}
+	mu     sync.Mutex
+	logs   []map[string]any
+	more   chan struct{} // closed and replaced at each new line; guarded by mu
+	done   chan struct{} // closed when its stderr ends: it has exited
+	exited chan struct{} // closed once it is waited for; ProcessState is set
 }
 
 // startProxy runs dotproxy against upstreams and waits for its start-up
@@ -160,7 +162,7 @@ func startProxy(t *testing.T, env map[string]string) *proxyProcess {
 	for k, v := range env {
 		base[k] = v
 	}
-	p := &proxyProcess{cmd: command(base), done: make(chan struct{})}
+	p := &proxyProcess{cmd: command(base), more: make(chan struct{}), done: make(chan struct{}), exited: make(chan struct{})}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -180,6 +182,8 @@ func startProxy(t *testing.T, env map[string]string) *proxyProcess {
 			}
 			p.mu.Lock()
 			p.logs = append(p.logs, line)
+			close(p.more)
+			p.more = make(chan struct{})
 			p.mu.Unlock()
 			if line["msg"] == "dotproxy started" {
 				listen, _ := line["listen"].([]any)
@@ -190,10 +194,14 @@ func startProxy(t *testing.T, env map[string]string) *proxyProcess {
 		}
 		io.Copy(io.Discard, stderr)
 	}()
+	go func() {
+		<-p.done // Wait closes the pipe: only once it is read to the end
+		p.cmd.Wait()
+		close(p.exited)
+	}()
 	t.Cleanup(func() {
 		p.cmd.Process.Kill()
-		<-p.done
-		p.cmd.Wait()
+		<-p.exited
 	})
 	select {
 	case p.addr = <-started:
@@ -211,15 +219,63 @@ func (p *proxyProcess) allLogs() []map[string]any {
 	return append([]map[string]any(nil), p.logs...)
 }
 
+// awaitLog returns the first log line, old or new, for which match holds,
+// and fails the test if none comes within a bound generous for a loaded
+// machine, or the process exits without it.
+func (p *proxyProcess) awaitLog(t *testing.T, what string, match func(map[string]any) bool) map[string]any {
+	t.Helper()
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
+	seen := 0
+	for {
+		p.mu.Lock()
+		lines, more := p.logs[seen:], p.more
+		seen = len(p.logs)
+		p.mu.Unlock()
+		for _, l := range lines {
+			if match(l) {
+				return l
+			}
+		}
+		select {
+		case <-more:
+		case <-p.done:
+			if p.mu.Lock(); len(p.logs) > seen {
+				p.mu.Unlock()
+				continue // the last lines before the exit
+			}
+			p.mu.Unlock()
+			t.Fatalf("dotproxy exited without logging %s", what)
+		case <-timeout.C:
+			t.Fatalf("dotproxy did not log %s within 10 s", what)
+		}
+	}
+}
+
 // stop sends SIGTERM and returns the exit code.
 func (p *proxyProcess) stop(t *testing.T) int {
 	t.Helper()
+	code, _ := p.stopWithin(t, time.Minute)
+	return code
+}
+
+// stopWithin sends SIGTERM, waits at most limit for the process to exit,
+// and returns its exit code and the time from the signal to the exit. It
+// fails the test if the process is still running at limit.
+func (p *proxyProcess) stopWithin(t *testing.T, limit time.Duration) (int, time.Duration) {
+	t.Helper()
+	start := time.Now()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	<-p.done
-	p.cmd.Wait()
-	return p.cmd.ProcessState.ExitCode()
+	timeout := time.NewTimer(limit)
+	defer timeout.Stop()
+	select {
+	case <-p.exited:
+	case <-timeout.C:
+		t.Fatalf("dotproxy still running %v after SIGTERM", limit)
+	}
+	return p.cmd.ProcessState.ExitCode(), time.Since(start)
 }
 
 func upstreamEnv(t *testing.T, srvs ...*dottest.Server) map[string]string {
@@ -592,5 +648,145 @@ func TestBootstrapResolvesUpstreamNames(t *testing.T) {
 	}
 	if srv.Queries() < 3 {
 		t.Fatalf("upstream saw %d queries, want at least 3", srv.Queries())
+	}
+}
+
+// flood sends n UDP queries to addr, window at a time, reading what answers
+// come back for each window within a bound, and returns how many were
+// answered.
+func flood(t *testing.T, addr string, n, window int) int {
+	t.Helper()
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	answered := 0
+	buf := make([]byte, 1500)
+	for sent := 0; sent < n; sent += window {
+		for i := range window {
+			q := new(dns.Msg)
+			q.SetQuestion(fmt.Sprintf("f%d.example.", sent+i), dns.TypeA)
+			wire, err := q.Pack()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Write(wire); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := c.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		for range window {
+			if _, err := c.Read(buf); err != nil {
+				break
+			}
+			answered++
+		}
+	}
+	return answered
+}
+
+// Stopping takes at most DOTPROXY_QUERY_TIMEOUT + 1 s whatever the statsd
+// server does. A DogStatsD socket that is bound and never read held the exit
+// for the Datadog client's write timeout (100 ms) once per buffered
+// datagram, 12 s and more after some traffic; one whose server has gone,
+// leaving its file, for the client's reconnection backoff per datagram.
+func TestStopIsBoundedWhateverTheStatsdSocketDoes(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		gone bool
+	}{{"unread", false}, {"gone", true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := dottest.Start(t, dottest.Options{Concurrent: true})
+			env := upstreamEnv(t, srv)
+			dir, err := os.MkdirTemp("", "dotproxy") // short: a socket path has 108 bytes
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.RemoveAll(dir) })
+			sock := filepath.Join(dir, "dsd.sock")
+			conn, err := net.ListenPacket("unixgram", sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.gone {
+				conn.Close() // the file stays: connecting is refused
+			} else {
+				t.Cleanup(func() { conn.Close() })
+			}
+			env["DOTPROXY_STATSD_ADDR"] = "unix://" + sock
+			// A line per sample: many datagrams from a little traffic.
+			env["DOTPROXY_STATSD_SINGLE_VALUE"] = "true"
+			env["DOTPROXY_QUERY_TIMEOUT"] = "1s"
+			env["DOTPROXY_UPSTREAM_ATTEMPT_TIMEOUT"] = "500ms"
+			env["DOTPROXY_LOG_LEVEL"] = "info"
+			p := startProxy(t, env)
+			answered := flood(t, p.addr, 3000, 50)
+
+			code, took := p.stopWithin(t, time.Minute)
+			t.Logf("%d queries answered; exit %d %v after SIGTERM", answered, code, took)
+			if code != 0 {
+				t.Fatalf("exit %d after SIGTERM, want 0", code)
+			}
+			// What the design guarantees, not a benchmark: the query
+			// timeout for the queries in flight, and a second for the rest.
+			const bound = time.Second + time.Second
+			if took > bound {
+				t.Fatalf("exit %v after SIGTERM; the bound is DOTPROXY_QUERY_TIMEOUT + 1 s = %v", took, bound)
+			}
+			if !tt.gone {
+				p.awaitLog(t, "that metrics were not all sent", func(l map[string]any) bool {
+					return l["level"] == "WARN" && strings.HasPrefix(fmt.Sprint(l["msg"]), "metrics not all sent")
+				})
+			}
+			if last := p.allLogs(); last[len(last)-1]["msg"] != "dotproxy stopped" {
+				t.Fatalf("the last log line is %v, want \"dotproxy stopped\"", last[len(last)-1])
+			}
+		})
+	}
+}
+
+// SIGHUP, which ended dotproxy with no word in the log, says that settings
+// are not reloaded and recycles the upstream connections, every time: the
+// upstream sees a new connection, queries are answered throughout, and
+// SIGTERM still stops it cleanly.
+func TestSIGHUPRecyclesUpstreamConnections(t *testing.T) {
+	srv := dottest.Start(t, dottest.Options{Concurrent: true})
+	p := startProxy(t, upstreamEnv(t, srv))
+	if a := ask(t, "udp", p.addr, "before.example", dns.TypeA); a.Rcode != dns.RcodeSuccess {
+		t.Fatalf("rcode %s", dns.RcodeToString[a.Rcode])
+	}
+	for i := range 3 {
+		accepted := srv.Accepted()
+		if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		l := p.awaitLog(t, fmt.Sprintf("SIGHUP line %d", i+1), func(l map[string]any) bool {
+			if strings.HasPrefix(fmt.Sprint(l["msg"]), "received SIGHUP: settings come only from the environment and are not reloaded") {
+				n++
+			}
+			return n == i+1
+		})
+		if l["level"] != "INFO" {
+			t.Fatalf("SIGHUP line at %v, want INFO", l["level"])
+		}
+		if c, _ := l["connections"].(float64); c < 1 {
+			t.Fatalf("SIGHUP %d recycled %v connections, want at least the one open: %v", i+1, l["connections"], l)
+		}
+		for srv.Accepted() <= accepted {
+			dottest.Await(t, srv.ConnAccepted(), fmt.Sprintf("a new upstream connection after SIGHUP %d", i+1))
+		}
+		for _, network := range []string{"udp", "tcp"} {
+			name := fmt.Sprintf("after%d.example", i)
+			if a := ask(t, network, p.addr, name, dns.TypeA); a.Rcode != dns.RcodeSuccess {
+				t.Fatalf("%s after SIGHUP %d: rcode %s", network, i+1, dns.RcodeToString[a.Rcode])
+			}
+		}
+	}
+	if code := p.stop(t); code != 0 {
+		t.Fatalf("exit %d after SIGTERM, want 0", code)
 	}
 }

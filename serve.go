@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"sync"
 	"time"
 
 	"github.com/dotproxy/dotproxy/balance"
@@ -22,11 +24,39 @@ import (
 // in one write, only if the balancer can start and hold queries.
 var _ proxy.BatchStarter = (*balance.Balancer)(nil)
 
+// Stopping is bounded: from SIGTERM or SIGINT to exit dotproxy takes at
+// most QueryTimeout and a second, whatever the clients, the upstreams or
+// the statsd server do, so that docker stop (10 s) or an orchestrator's
+// grace period never ends in SIGKILL. The queries in flight end by their
+// own deadline, QueryTimeout; each later step has its share of the second
+// and is left behind, not waited for, once that has passed: the process
+// exits, which ends whatever was still running.
+const (
+	// answerGrace is how long past QueryTimeout the clients' side may take
+	// to write its last answers, the SERVFAILs at the deadline included,
+	// before the connections still open are closed.
+	answerGrace = 150 * time.Millisecond
+	// upstreamCloseWait bounds closing the upstream connections (each
+	// TLS close_notify may wait 100 ms for a resolver that reads nothing)
+	// and the balancer's probes.
+	upstreamCloseWait = 250 * time.Millisecond
+	// metricsCloseWait bounds the last metrics flush.
+	metricsCloseWait = 300 * time.Millisecond
+	// exitRoom is left of the second for the last log lines and the exit.
+	exitRoom = 200 * time.Millisecond
+)
+
+// The shares fit in the second: a negative constant converts to no uint,
+// so the build fails if they do not.
+const _ = uint(time.Second - answerGrace - upstreamCloseWait - metricsCloseWait - exitRoom)
+
 // serve wires the packages together, serves until ctx is done, then shuts
 // down in order: clients first, so that queries in flight still reach their
-// upstreams, then the balancer and the pools, then metrics. ready, if not
-// nil, is given the bound addresses once queries are being served.
-func serve(ctx context.Context, cfg *config, log *slog.Logger, ready func(addrs []string)) error {
+// upstreams, then the balancer and the pools, then metrics, each within its
+// share of the stop budget above. Each value received from hup (SIGHUP)
+// recycles the upstream connections. ready, if not nil, is given the bound
+// addresses once queries are being served.
+func serve(ctx context.Context, cfg *config, log *slog.Logger, hup <-chan os.Signal, ready func(addrs []string)) (err error) {
 	metrics, err := emit.New(cfg.emitConfig(log))
 	if err != nil {
 		// The settings were checked already, so this is the statsd host
@@ -36,7 +66,25 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, ready func(addrs 
 			return err
 		}
 	}
-	defer metrics.Close()
+	var (
+		pools     []*upstream.Pool
+		bal       *balance.Balancer
+		recycling sync.WaitGroup
+	)
+	defer func() {
+		if !closeUpstreams(pools, bal, &recycling, upstreamCloseWait) {
+			log.Warn("upstream connections still closing at the stop deadline were left to the exit",
+				"waited", upstreamCloseWait.String())
+		}
+		if cerr := metrics.Close(); errors.Is(cerr, emit.ErrCloseTimeout) {
+			log.Warn("metrics not all sent: the statsd server took none for too long", "waited", metricsCloseWait.String())
+		} else if cerr != nil {
+			log.Warn("closing metrics", tint.Err(cerr))
+		}
+		if err == nil {
+			log.Info("dotproxy stopped")
+		}
+	}()
 
 	var roots *x509.CertPool // nil: the system roots
 	if cfg.TLS.CAFile != "" {
@@ -44,12 +92,6 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, ready func(addrs 
 			return fmt.Errorf("%s: %w", env("TLS_CA_FILE"), err)
 		}
 	}
-	var pools []*upstream.Pool
-	defer func() {
-		for _, p := range pools {
-			p.Close()
-		}
-	}()
 	ups := make([]balance.Upstream, 0, len(cfg.Upstreams))
 	for _, spec := range cfg.Upstreams {
 		um := metrics.Upstream(spec.Addr) // the name Pool.String gives balance and proxy
@@ -63,18 +105,9 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, ready func(addrs 
 	}
 	bcfg := cfg.balanceConfig()
 	bcfg.Observer = metrics.Balance()
-	bal, err := balance.New(ups, bcfg)
-	if err != nil {
+	if bal, err = balance.New(ups, bcfg); err != nil {
 		return err
 	}
-	defer func() {
-		// The pools first: the probes and hedged attempts that the
-		// balancer's Close waits for then end at once.
-		for _, p := range pools {
-			p.Close()
-		}
-		bal.Close()
-	}()
 
 	srv, err := proxy.New(proxy.Config{
 		Listen:           cfg.Listen,
@@ -102,15 +135,66 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, ready func(addrs 
 		ready(srv.Addrs())
 	}
 
-	<-ctx.Done()
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-hup:
+			recycling.Go(func() { recycle(pools, log) })
+		}
+	}
 	log.Info("shutting down: answering the queries in flight", "why", context.Cause(ctx).Error())
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.QueryTimeout+time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.QueryTimeout+answerGrace)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("queries still in flight at the shutdown deadline were cancelled")
 	}
-	log.Info("dotproxy stopped")
 	return nil
+}
+
+// recycle answers SIGHUP. Settings are not reloaded, since they come only
+// from the environment, which a running process cannot be given anew; what
+// a reload is wanted for without new settings is done instead: every
+// upstream connection is retired, each closing once its queries are
+// answered, and the next ones are dialed afresh, looking the upstreams'
+// host names up again.
+func recycle(pools []*upstream.Pool, log *slog.Logger) {
+	n := 0
+	for _, p := range pools {
+		n += p.Recycle()
+	}
+	log.Info("received SIGHUP: settings come only from the environment and are not reloaded; "+
+		"upstream connections recycled, so that upstream host names are looked up again",
+		"connections", n, "upstreams", len(pools))
+}
+
+// closeUpstreams closes the pools, all at once, then the balancer, once
+// the recycling under way has ended, and reports whether that was done
+// within wait. Past it the closing goes on in the background, until the
+// process exits.
+func closeUpstreams(pools []*upstream.Pool, bal *balance.Balancer, recycling *sync.WaitGroup, wait time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		recycling.Wait()
+		var wg sync.WaitGroup
+		for _, p := range pools {
+			wg.Go(func() { p.Close() })
+		}
+		wg.Wait()
+		// The pools first: the probes and hedged attempts that the
+		// balancer's Close waits for then end at once.
+		if bal != nil {
+			bal.Close()
+		}
+	}()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 func (c *config) upstreamConfig(spec upstream.Spec, roots *x509.CertPool, obs upstream.Observer, log *slog.Logger) upstream.Config {
@@ -156,6 +240,7 @@ func (c *config) emitConfig(log *slog.Logger) emit.Config {
 		Tags:          c.Statsd.Tags,
 		FlushInterval: c.Statsd.FlushInterval,
 		SingleValue:   c.Statsd.SingleValue,
+		CloseTimeout:  metricsCloseWait,
 		Logger:        log,
 	}
 }
