@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync/atomic"
 )
 
@@ -71,4 +72,18 @@ func (l bootstrapList) resolver() *net.Resolver {
 			return d.DialContext(ctx, network, s.String())
 		},
 	}
+}
+
+// name names the servers in errors, as the upstream pools report a failed
+// lookup: "bootstrap 192.0.2.53:53, 192.0.2.54:53". Empty when the list is,
+// so that the system resolver's errors name its own server.
+func (l bootstrapList) name() string {
+	if len(l) == 0 {
+		return ""
+	}
+	parts := make([]string, len(l))
+	for i, s := range l {
+		parts[i] = s.String()
+	}
+	return "bootstrap " + strings.Join(parts, ", ")
 }

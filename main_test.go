@@ -252,6 +252,11 @@ func (p *proxyProcess) awaitLog(t *testing.T, what string, match func(map[string
 	}
 }
 
+// msgIs matches a log line by its message.
+func msgIs(msg string) func(map[string]any) bool {
+	return func(l map[string]any) bool { return l["msg"] == msg }
+}
+
 // stop sends SIGTERM and returns the exit code.
 func (p *proxyProcess) stop(t *testing.T) int {
 	t.Helper()
@@ -553,24 +558,25 @@ func TestBadBootstrapStopsStartup(t *testing.T) {
 
 // bootstrapServer is a plain-DNS server on loopback (UDP and TCP on one
 // port) that answers A queries for every name with 127.0.0.1, empty
-// otherwise, and records the names it was asked.
+// otherwise, or every query with rcode when that is not NOERROR, and
+// records the names it was asked.
 type bootstrapServer struct {
 	addr string
 	mu   sync.Mutex
 	asks []string
 }
 
-func startBootstrapServer(t *testing.T) *bootstrapServer {
+func startBootstrapServer(t *testing.T, rcode int) *bootstrapServer {
 	t.Helper()
 	b := &bootstrapServer{}
 	handler := dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
 		a := new(dns.Msg)
-		a.SetReply(q)
+		a.SetRcode(q, rcode)
 		if len(q.Question) == 1 {
 			b.mu.Lock()
 			b.asks = append(b.asks, dns.TypeToString[q.Question[0].Qtype]+" "+q.Question[0].Name)
 			b.mu.Unlock()
-			if q.Question[0].Qtype == dns.TypeA {
+			if q.Question[0].Qtype == dns.TypeA && rcode == dns.RcodeSuccess {
 				rr, _ := dns.NewRR(q.Question[0].Name + " 60 IN A 127.0.0.1")
 				a.Answer = append(a.Answer, rr)
 			}
@@ -624,7 +630,7 @@ func (b *bootstrapServer) asked() []string {
 // alone: the name exists nowhere else (.test is reserved), so an answer
 // through it proves the system resolver was not asked.
 func TestBootstrapResolvesUpstreamNames(t *testing.T) {
-	boot := startBootstrapServer(t)
+	boot := startBootstrapServer(t, dns.RcodeSuccess)
 	srv := dottest.Start(t, dottest.Options{})
 	env := upstreamEnv(t, srv)
 	_, port, _ := net.SplitHostPort(srv.Addr)
@@ -788,5 +794,52 @@ func TestSIGHUPRecyclesUpstreamConnections(t *testing.T) {
 	}
 	if code := p.stop(t); code != 0 {
 		t.Fatalf("exit %d after SIGTERM, want 0", code)
+	}
+}
+
+// systemResolvers returns the servers the Go resolver would ask, from
+// /etc/resolv.conf, or its defaults when that names none.
+func systemResolvers(t *testing.T) []string {
+	t.Helper()
+	var servers []string
+	conf, _ := os.ReadFile("/etc/resolv.conf")
+	for _, line := range strings.Split(string(conf), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "nameserver" {
+			servers = append(servers, net.JoinHostPort(f[1], "53"))
+		}
+	}
+	if len(servers) == 0 {
+		servers = []string{"127.0.0.1:53", "[::1]:53"}
+	}
+	return servers
+}
+
+// With DOTPROXY_BOOTSTRAP set, a failed lookup of an upstream's host name
+// names the bootstrap server that was asked, not the system resolver that
+// the Go resolver's message names, which was never asked.
+func TestBootstrapFailureNamesTheBootstrapServer(t *testing.T) {
+	for _, rcode := range []int{dns.RcodeNameError, dns.RcodeServerFailure} {
+		t.Run(dns.RcodeToString[rcode], func(t *testing.T) {
+			boot := startBootstrapServer(t, rcode)
+			srv := dottest.Start(t, dottest.Options{})
+			env := upstreamEnv(t, srv)
+			_, port, _ := net.SplitHostPort(srv.Addr)
+			env["DOTPROXY_UPSTREAMS"] = "dot.bootstrap.test:" + port + "#dns.test"
+			env["DOTPROXY_BOOTSTRAP"] = boot.addr
+			p := startProxy(t, env) // the warm connection's dial looks the name up
+			l := p.awaitLog(t, "that the upstream cannot be reached", msgIs("cannot connect to upstream"))
+			msg := fmt.Sprint(l["err"])
+			if !strings.Contains(msg, "dot.bootstrap.test") || !strings.Contains(msg, "bootstrap "+boot.addr) {
+				t.Fatalf("the error does not name the name and the bootstrap server %s: %s", boot.addr, msg)
+			}
+			for _, s := range systemResolvers(t) {
+				if strings.Contains(msg, s) {
+					t.Fatalf("the error names the system resolver %s, which was not asked: %s", s, msg)
+				}
+			}
+			if len(boot.asked()) == 0 {
+				t.Fatal("the bootstrap server was not asked")
+			}
+		})
 	}
 }

@@ -204,6 +204,7 @@ func (c *config) upstreamConfig(spec upstream.Spec, roots *x509.CertPool, obs up
 		RootCAs:          roots,
 		Pins:             c.TLS.Pins,
 		Resolver:         c.Bootstrap.resolver(),
+		ResolverName:     c.Bootstrap.name(),
 		MaxConns:         c.Upstream.MaxConns,
 		WarmConns:        c.Upstream.WarmConns,
 		MaxInFlight:      c.Upstream.MaxInflight,
