@@ -92,6 +92,11 @@ type config struct {
 		Level  logLevel  `split_words:"true" default:"info" desc:"debug (logs every query: client, question, rcode, upstream, time), info, warn or error"`
 		Format logFormat `split_words:"true" default:"auto" desc:"auto (coloured text on a terminal, JSON otherwise), text or json"`
 	}
+
+	// defaultUpstreams is set when DOTPROXY_UPSTREAMS is not, so that
+	// start-up says plainly where queries go. envconfig skips unexported
+	// fields.
+	defaultUpstreams bool
 }
 
 // settingError names the variable at fault and its value, in the one line
@@ -105,9 +110,20 @@ func (e *settingError) Error() string {
 	return fmt.Sprintf("%s=%q: %v", e.key, e.value, e.err)
 }
 
-// loadConfig reads and checks the environment.
+// loadConfig reads and checks the environment. A DOTPROXY_* variable that
+// is no setting stops it too, unless an orchestrator put it there (see
+// checkEnviron).
 func loadConfig() (*config, error) {
+	known, err := knownKeys()
+	if err != nil {
+		return nil, err
+	}
+	if err := checkEnviron(os.Environ(), known); err != nil {
+		return nil, err
+	}
 	var c config
+	_, set := os.LookupEnv(env("UPSTREAMS"))
+	c.defaultUpstreams = !set
 	if err := envconfig.Process(envPrefix, &c); err != nil {
 		var pe *envconfig.ParseError
 		if errors.As(err, &pe) {

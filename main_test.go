@@ -754,6 +754,152 @@ func TestStopIsBoundedWhateverTheStatsdSocketDoes(t *testing.T) {
 	}
 }
 
+// runWithin runs cmd, which should stop by itself, and returns its exit
+// code and what it wrote to stderr; it kills it and fails the test if it
+// still runs after limit.
+func runWithin(t *testing.T, cmd *exec.Cmd, limit time.Duration) (int, string) {
+	t.Helper()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(done)
+	}()
+	timeout := time.NewTimer(limit)
+	defer timeout.Stop()
+	select {
+	case <-done:
+		return cmd.ProcessState.ExitCode(), stderr.String()
+	case <-timeout.C:
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("still running after %v; stderr: %s", limit, stderr.String())
+		panic("unreachable")
+	}
+}
+
+// A DOTPROXY_* variable that dotproxy does not read stops start-up, with
+// one line naming it and, where one is close, the setting probably meant:
+// ignored, DOTPROXY_UPSTREAM=... would send every query to the default
+// resolvers. The health check reads the same settings, and checks them too.
+func TestUnknownSettingStopsStartup(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"a letter short", map[string]string{"DOTPROXY_UPSTREAM": "9.9.9.9"},
+			"dotproxy: DOTPROXY_UPSTREAM: unknown setting; did you mean DOTPROXY_UPSTREAMS?"},
+		{"a letter out", map[string]string{"DOTPROXY_LISTN": ":5353"},
+			"dotproxy: DOTPROXY_LISTN: unknown setting; did you mean DOTPROXY_LISTEN?"},
+		{"a word run together", map[string]string{"DOTPROXY_UPSTREAM_MAXCONNS": "8"},
+			"dotproxy: DOTPROXY_UPSTREAM_MAXCONNS: unknown setting; did you mean DOTPROXY_UPSTREAM_MAX_CONNS?"},
+		{"lower case", map[string]string{"dotproxy_upstreams": "9.9.9.9"},
+			"dotproxy: dotproxy_upstreams: unknown setting; did you mean DOTPROXY_UPSTREAMS?"},
+		{"nothing close", map[string]string{"DOTPROXY_CACHE_SIZE": "1000"},
+			"dotproxy: DOTPROXY_CACHE_SIZE: unknown setting (dotproxy -h lists every one)"},
+		{"several", map[string]string{"DOTPROXY_UPSTREAM": "9.9.9.9", "DOTPROXY_CACHE_SIZE": "1000"},
+			"dotproxy: unknown settings: DOTPROXY_CACHE_SIZE, DOTPROXY_UPSTREAM (did you mean DOTPROXY_UPSTREAMS?)"},
+		// The names of orchestrators' link variables, with values that no
+		// orchestrator gives them, are settings someone typed: caught.
+		{"service link name, host name value", map[string]string{"DOTPROXY_SERVICE_HOST": "dotproxy.default.svc"},
+			"dotproxy: DOTPROXY_SERVICE_HOST: unknown setting (dotproxy -h lists every one)"},
+		{"link port name, bare port value", map[string]string{"DOTPROXY_PORT": "5353"},
+			"dotproxy: DOTPROXY_PORT: unknown setting (dotproxy -h lists every one)"},
+		{"link variable of another port", map[string]string{"DOTPROXY_PORT_53_UDP": "udp://10.0.0.11:5353"},
+			"dotproxy: DOTPROXY_PORT_53_UDP: unknown setting (dotproxy -h lists every one)"},
+	}
+	for _, tt := range tests {
+		for _, args := range [][]string{nil, {"healthcheck"}} {
+			t.Run(strings.Join(append([]string{tt.name}, args...), " "), func(t *testing.T) {
+				env := map[string]string{"DOTPROXY_LISTEN": "127.0.0.1:0", "DOTPROXY_UPSTREAMS": "127.0.0.1:1"}
+				for k, v := range tt.env {
+					env[k] = v
+				}
+				code, stderr := runWithin(t, command(env, args...), 10*time.Second)
+				if code != 2 {
+					t.Fatalf("exit %d, want 2; stderr: %s", code, stderr)
+				}
+				if got := strings.TrimSuffix(stderr, "\n"); got != tt.want {
+					t.Fatalf("stderr:\n%s\nwant the one line:\n%s", got, tt.want)
+				}
+			})
+		}
+	}
+}
+
+// What Kubernetes puts into every pod of a namespace with Services named
+// dotproxy and dotproxy-metrics, and Docker into a container linked to one
+// called dotproxy (--link dotproxy), must not stop start-up.
+func TestOrchestratorVariablesDoNotStopStartup(t *testing.T) {
+	srv := dottest.Start(t, dottest.Options{})
+	env := upstreamEnv(t, srv)
+	for k, v := range map[string]string{
+		"DOTPROXY_SERVICE_HOST":                  "10.0.0.11",
+		"DOTPROXY_SERVICE_PORT":                  "53",
+		"DOTPROXY_SERVICE_PORT_DNS_UDP":          "53",
+		"DOTPROXY_SERVICE_PORT_DNS_TCP":          "53",
+		"DOTPROXY_PORT":                          "udp://10.0.0.11:53",
+		"DOTPROXY_PORT_53_UDP":                   "udp://10.0.0.11:53",
+		"DOTPROXY_PORT_53_UDP_PROTO":             "udp",
+		"DOTPROXY_PORT_53_UDP_PORT":              "53",
+		"DOTPROXY_PORT_53_UDP_ADDR":              "10.0.0.11",
+		"DOTPROXY_PORT_53_TCP":                   "tcp://10.0.0.11:53",
+		"DOTPROXY_PORT_53_TCP_PROTO":             "tcp",
+		"DOTPROXY_PORT_53_TCP_PORT":              "53",
+		"DOTPROXY_PORT_53_TCP_ADDR":              "10.0.0.11",
+		"DOTPROXY_METRICS_SERVICE_HOST":          "fd00::11",
+		"DOTPROXY_METRICS_SERVICE_PORT":          "8125",
+		"DOTPROXY_METRICS_PORT":                  "udp://[fd00::11]:8125",
+		"DOTPROXY_METRICS_PORT_8125_UDP":         "udp://[fd00::11]:8125",
+		"DOTPROXY_METRICS_PORT_8125_UDP_PROTO":   "udp",
+		"DOTPROXY_METRICS_PORT_8125_UDP_PORT":    "8125",
+		"DOTPROXY_METRICS_PORT_8125_UDP_ADDR":    "fd00::11",
+		"DOTPROXY_NAME":                          "/app/dotproxy",
+		"DOTPROXY_ENV_DOTPROXY_UPSTREAMS":        "1.1.1.1:853",
+		"DOTPROXY_ENV_TZ":                        "Europe/Paris",
+		"DOTPROXY_METRICS_SERVICE_PORT_STATSD_1": "8125",
+	} {
+		env[k] = v
+	}
+	p := startProxy(t, env)
+	if a := ask(t, "udp", p.addr, "linked.example", dns.TypeA); a.Rcode != dns.RcodeSuccess {
+		t.Fatalf("rcode %s", dns.RcodeToString[a.Rcode])
+	}
+	if code := p.stop(t); code != 0 {
+		t.Fatalf("exit %d after SIGTERM", code)
+	}
+}
+
+// Without DOTPROXY_UPSTREAMS every query goes to public resolvers the user
+// never named, and start-up says so, on a line of its own, at warn level.
+func TestDefaultUpstreamsAreNamedAtStartup(t *testing.T) {
+	// No warm connection and no query: nothing leaves the machine.
+	p := startProxy(t, map[string]string{"DOTPROXY_UPSTREAM_WARM_CONNS": "0"})
+	l := p.awaitLog(t, "that the default upstreams are in use", func(l map[string]any) bool {
+		return strings.HasPrefix(fmt.Sprint(l["msg"]), "DOTPROXY_UPSTREAMS is not set")
+	})
+	const want = "DOTPROXY_UPSTREAMS is not set: every query goes to the built-in default resolvers 1.1.1.1:853, 1.0.0.1:853"
+	if l["level"] != "WARN" || l["msg"] != want {
+		t.Fatalf("got %v, want a WARN line %q", l, want)
+	}
+	if code := p.stop(t); code != 0 {
+		t.Fatalf("exit %d after SIGTERM", code)
+	}
+
+	srv := dottest.Start(t, dottest.Options{})
+	q := startProxy(t, upstreamEnv(t, srv))
+	for _, l := range q.allLogs() {
+		if strings.Contains(fmt.Sprint(l["msg"]), "default resolvers") {
+			t.Fatalf("DOTPROXY_UPSTREAMS is set, yet: %v", l)
+		}
+	}
+}
+
 // SIGHUP, which ended dotproxy with no word in the log, says that settings
 // are not reloaded and recycles the upstream connections, every time: the
 // upstream sees a new connection, queries are answered throughout, and

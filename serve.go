@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -130,6 +131,10 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, hup <-chan os.Sig
 	if err := srv.Start(); err != nil {
 		return err
 	}
+	if cfg.defaultUpstreams {
+		log.Warn(env("UPSTREAMS")+" is not set: every query goes to the built-in default resolvers "+
+			strings.Join(cfg.upstreamNames(), ", "), "upstreams", cfg.upstreamNames())
+	}
 	log.Info("dotproxy started", cfg.logAttrs(srv.Addrs(), metrics.Enabled())...)
 	if ready != nil {
 		ready(srv.Addrs())
@@ -246,16 +251,21 @@ func (c *config) emitConfig(log *slog.Logger) emit.Config {
 	}
 }
 
-// logAttrs is the effective configuration, logged once at start-up.
-func (c *config) logAttrs(bound []string, metrics bool) []any {
+// upstreamNames returns the upstreams as they are written in settings.
+func (c *config) upstreamNames() []string {
 	ups := make([]string, len(c.Upstreams))
 	for i, u := range c.Upstreams {
 		ups[i] = u.String()
 	}
+	return ups
+}
+
+// logAttrs is the effective configuration, logged once at start-up.
+func (c *config) logAttrs(bound []string, metrics bool) []any {
 	return []any{
 		"version", version,
 		"listen", bound,
-		"upstreams", ups,
+		"upstreams", c.upstreamNames(),
 		"policy", string(c.Policy),
 		"allow", len(c.Allow),
 		"query_timeout", c.QueryTimeout.String(),
