@@ -14,6 +14,12 @@
 # would pass them. kdig on the host is the client. Every container and the
 # network are named dotproxy-ci-<run>-* and removed at exit, also on failure.
 #
+# While the image is built, a marker secret of this run's own sits in the
+# build context as .env (unless there is one already: the user's own is left
+# alone, and looked for instead) and as .env.<run>; the image, and the
+# Dockerfile's build stage built alone (--target build), must hold neither.
+# The markers are removed once those are built, and at exit whatever happens.
+#
 # Needs: docker, kdig, openssl, jq, file, and what e2e/images.sh needs.
 # Ends with "N passed, N failed"; prints "figure:" lines with what it measured.
 set -euo pipefail
@@ -32,8 +38,18 @@ DP=$(dk_name dotproxy)
 HARD=$(dk_name hardened)
 REF=$(dk_name refused)
 BAD=$(dk_name badsetting)
+CONTEXT=${IMAGES_CONTEXT:-$IMAGES_ROOT}
+SECRET=dotproxy-ci-secret-$DK_RUN-$RANDOM
+secret_files=() # the markers this run wrote; nothing else is ever removed
+# remove_secrets: removes the marker files, by name. Safe to call twice.
+remove_secrets() {
+	local f
+	for f in "${secret_files[@]}"; do rm -f -- "$f"; done
+	secret_files=()
+}
 on_exit() {
 	local rc=$?
+	remove_secrets
 	if [ "$e2e_fail" -gt 0 ] || [ "$rc" -ne 0 ]; then dk_dump "$UP" "$DP" "$HARD" "$REF"; fi
 	dk_cleanup
 	rm -rf "$WORK"
@@ -45,6 +61,14 @@ figure() { printf 'figure: %s\n' "$*"; }
 
 # ---------------------------------------------------------------------------
 e2e_section "image: docker build of the repository's Dockerfile"
+# Secrets go in .env next to the compose file (docs/deploy.md); a marker
+# stands for them in the build context.
+for f in "$CONTEXT/.env" "$CONTEXT/.env.$DK_PREFIX"; do
+	[ -e "$f" ] && continue # the user's own: never written, never removed
+	secret_files+=("$f")
+	printf 'DD_API_KEY=%s\nGRAFANA_ADMIN_PASSWORD=%s\n' "$SECRET" "$SECRET" >"$f"
+done
+e2e_log "marker secret in the build context: ${secret_files[*]:-none (.env files there already)}"
 built() { dk_image; }
 e2e_check "base images made (e2e/images.sh) and the Dockerfile builds" built
 if [ -z "$DK_IMAGE" ] || ! images_have "$DK_IMAGE"; then
@@ -73,6 +97,36 @@ only_binary_and_bundle() {
 	[ "$files" = "dotproxy etc/ssl/certs/ca-certificates.crt " ]
 }
 e2e_check "FROM scratch: the image holds /dotproxy and the CA bundle, nothing else" only_binary_and_bundle
+no_secret_in_image() {
+	if [ -n "${DOTPROXY_IMAGE:-}" ]; then
+		e2e_log "DOTPROXY_IMAGE was built elsewhere, without the marker; only the build stage below is checked"
+		return 0
+	fi
+	if grep -rlF "$SECRET" "$WORK/save"; then
+		e2e_log "the marker secret from .env is in the image's layers (above)"
+		return 1
+	fi
+}
+e2e_check "a .env in the build context does not reach the image" no_secret_in_image
+# The build stage copies the whole context (COPY . .); built alone it is an
+# image of its own, which must not hold .env either.
+build_stage_clean() {
+	local tag name entries
+	tag=$(dk_name build-stage):ci
+	name=$(dk_name build-stage)
+	dk_images+=("$tag")
+	images_dotproxy "$tag" -q --target build >/dev/null || return 1
+	dk_track_container "$name"
+	docker create --name "$name" "$tag" >/dev/null || return 1
+	docker cp "$name:/src" - >"$WORK/build-src.tar" || return 1
+	entries=$(tar -tf "$WORK/build-src.tar") || return 1
+	e2e_log "$(grep -c . <<<"$entries") entries under /src; .env files: $(grep -E '(^|/)\.env' <<<"$entries" | tr '\n' ' ')"
+	if grep -Eq '(^|/)\.env($|[./])' <<<"$entries" || grep -qF "$SECRET" "$WORK/build-src.tar"; then
+		return 1
+	fi
+}
+e2e_check "docker build --target build: the build stage holds no .env and no marker secret" build_stage_clean
+remove_secrets
 mkdir -p "$WORK/out"
 CID=$(docker create --name "$(dk_name extract)" "$DK_IMAGE")
 dk_track_container "$(dk_name extract)"
