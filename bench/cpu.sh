@@ -12,6 +12,11 @@
 #               a burst, with the heap and connections it left)
 #
 # CPU is utime+stime of the process and its threads (/proc/PID/stat).
+# Where perf can count tracepoints (Debian's linux-perf; PERF=0 turns it
+# off), the fixed-rate window also counts, per query, the futex and
+# nanosleep calls and the context switches of the process: the cost of
+# waking Go's system monitor that docs/benchmarks.md ("The sysmon tax")
+# describes, which a Go upgrade could bring back unnoticed.
 # Targets:
 #   dnsdist                    dnsdist 1.7 as a plain -> DoT forwarder, set up
 #                              as in compare.sh (two TCP workers)
@@ -48,6 +53,11 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 bench_install "$OUT/apt.log" dnsperf dnsdist openssl iproute2
+PERF=${PERF:-1}
+if [ "$PERF" = 1 ] && ! perf stat -e syscalls:sys_enter_futex,syscalls:sys_enter_nanosleep,context-switches true >/dev/null 2>&1; then
+	bench_log "perf cannot count syscalls here: no futex/nanosleep columns"
+	PERF=0
+fi
 for c in dnsperf dnsdist openssl ss; do
 	command -v "$c" >/dev/null || { bench_log "$c is required"; exit 1; }
 done
@@ -86,7 +96,12 @@ EOF
 
 completed() { awk '/Queries completed/{print $3}' "$1"; }
 
-printf '| round | target | saturation qps | CPU s/1k, saturation | CPU s/1k @%s |\n|--:|---|--:|--:|--:|\n' "$RATE" >"$OUT/results.md"
+# per_query FILE EVENT QUERIES: a perf counter from FILE (perf stat -x,), per query.
+per_query() {
+	awk -F, -v ev="$2" -v n="$3" '$3 == ev {printf "%.2f", $1 / n}' "$1"
+}
+
+printf '| round | target | saturation qps | CPU s/1k, saturation | CPU s/1k @%s | futex/q | nanosleep/q | cs/q |\n|--:|---|--:|--:|--:|--:|--:|--:|\n' "$RATE" >"$OUT/results.md"
 for ((round = 1; round <= ROUNDS; round++)); do
 	for target in "$@"; do
 		label=${target%%=*}
@@ -105,10 +120,20 @@ for ((round = 1; round <= ROUNDS; round++)); do
 		load=$!
 		sleep 2
 		r0=$(cpu_ticks "$pid")
-		sleep 10
+		perf_out=$OUT/$label.perf.$round.txt
+		if [ "$PERF" = 1 ]; then
+			perf stat -x, -o "$perf_out" -e syscalls:sys_enter_futex,syscalls:sys_enter_nanosleep,context-switches \
+				-p "$pid" -- sleep 10 >/dev/null 2>&1 || : >"$perf_out"
+		else
+			sleep 10
+			: >"$perf_out"
+		fi
 		r1=$(cpu_ticks "$pid")
 		wait "$load"
-		row="| $round | $label | $sat_qps | $(cpu_per_1k $((t1 - t0)) "$sat_n") | $(cpu_per_1k $((r1 - r0)) $((RATE * 10))) |"
+		n=$((RATE * 10))
+		row="| $round | $label | $sat_qps | $(cpu_per_1k $((t1 - t0)) "$sat_n") | $(cpu_per_1k $((r1 - r0)) "$n")"
+		row+=" | $(per_query "$perf_out" syscalls:sys_enter_futex "$n") | $(per_query "$perf_out" syscalls:sys_enter_nanosleep "$n")"
+		row+=" | $(per_query "$perf_out" context-switches "$n") |"
 		echo "$row" >>"$OUT/results.md"
 		bench_log "$row"
 		e2e_stop "$pid"

@@ -96,7 +96,9 @@ func (r *batchReader) serve() error {
 // allocates no closure.
 func (r *batchReader) recv(fd uintptr) bool {
 	for {
-		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), batchSize,
+		// Raw: MSG_DONTWAIT never blocks, and a call through
+		// entersyscall would wake Go's system monitor (see send).
+		n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), batchSize,
 			unix.MSG_DONTWAIT, 0, 0)
 		switch {
 		case e == unix.EAGAIN || e == unix.EWOULDBLOCK:
@@ -139,6 +141,7 @@ func (r *batchReader) copyOut(n int) {
 		q := r.qs[i]
 		q.msg = append(q.msg[:0], r.buf[i*readSlot:i*readSlot+int(h.n)]...)
 		q.client = sockaddrAddrPort(&r.names[i])
+		q.peer.name, q.peer.namelen = r.names[i], h.hdr.Namelen
 		q.replyOOB = q.replyBuf[:0]
 		if r.wildcard {
 			q.replyOOB = appendReplySource(q.replyOOB, r.oobs[i][:h.hdr.Controllen])

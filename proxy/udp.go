@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/dotproxy/dotproxy/dnsmsg"
@@ -21,11 +22,13 @@ const maxDatagram = 65535
 // connected to the address it queried would drop the reply.
 type udpListener struct {
 	pc       *net.UDPConn
+	rc       syscall.RawConn // pc's, for the raw replies of send_linux.go
 	wildcard bool
 }
 
 func newUDPListener(pc *net.UDPConn) *udpListener {
 	l := &udpListener{pc: pc}
+	l.rc, _ = pc.SyscallConn() // a UDPConn always has one
 	if a, ok := pc.LocalAddr().(*net.UDPAddr); ok && a.IP.IsUnspecified() {
 		l.wildcard = enablePktinfo(pc)
 	}
@@ -37,6 +40,8 @@ func newUDPListener(pc *net.UDPConn) *udpListener {
 // the second.
 const oobSize = 128
 
+// write sends reply with Go's own calls, which send_linux.go's raw send
+// falls back on, and which serve every other platform.
 func (l *udpListener) write(reply, oob []byte, client netip.AddrPort) error {
 	if len(oob) == 0 {
 		_, err := l.pc.WriteToUDPAddrPort(reply, client)
@@ -55,6 +60,7 @@ type udpQuery struct {
 	arrived  time.Time
 	replyOOB []byte // into replyBuf
 	replyBuf [oobSize]byte
+	peer     peer // the client's address as the kernel gave it, where the reply goes
 
 	// Set for a query sent by the resolver's Start, which answers it
 	// through Resolved.
@@ -279,7 +285,7 @@ func (q *udpQuery) Resolved(answer []byte, from fmt.Stringer, err error) {
 }
 
 func (s *Server) writeUDP(l *udpListener, q *udpQuery, reply []byte) {
-	if err := l.write(reply, q.replyOOB, q.client); err != nil && !errors.Is(err, net.ErrClosed) {
+	if err := l.send(q, reply); err != nil && !errors.Is(err, net.ErrClosed) {
 		s.log.Debug("udp write failed", "client", q.client.String(), "err", err.Error())
 	}
 }

@@ -517,6 +517,7 @@ func (p *Pool) open() (*conn, error) {
 		}
 		return nil, &DialError{Upstream: p.cfg.Addr, ServerName: p.cfg.ServerName, Stage: StageConnect, Err: err}
 	}
+	raw = wrapRaw(raw)
 	tc := tls.Client(raw, p.tls)
 	ctx, cancel = context.WithTimeout(p.ctx, p.cfg.HandshakeTimeout)
 	err = tc.HandshakeContext(ctx)
@@ -531,6 +532,7 @@ func (p *Pool) open() (*conn, error) {
 		return nil, &DialError{Upstream: p.cfg.Addr, Remote: raw.RemoteAddr().String(),
 			ServerName: p.cfg.ServerName, Stage: stage, Err: err}
 	}
+	useRaw(raw) // the query path's reads and writes skip entersyscall
 	p.obs.ConnOpened(time.Since(start), tc.ConnectionState().DidResume)
 	return newConn(p, raw, tc), nil
 }
