@@ -25,6 +25,10 @@ import (
 // in one write, only if the balancer can start and hold queries.
 var _ proxy.BatchStarter = (*balance.Balancer)(nil)
 
+// Zone transfers over TCP pass through whole only if the balancer can pass
+// them on; without it they get NOTIMP.
+var _ proxy.Transferer = (*balance.Balancer)(nil)
+
 // Stopping is bounded: from SIGTERM or SIGINT to exit dotproxy takes at
 // most QueryTimeout and a second, whatever the clients, the upstreams or
 // the statsd server do, so that docker stop (10 s) or an orchestrator's
@@ -58,6 +62,7 @@ const _ = uint(time.Second - answerGrace - upstreamCloseWait - metricsCloseWait 
 // recycles the upstream connections. ready, if not nil, is given the bound
 // addresses once queries are being served.
 func serve(ctx context.Context, cfg *config, log *slog.Logger, hup <-chan os.Signal, ready func(addrs []string)) (err error) {
+	memLimit := limitMemory(int64(cfg.Client.MaxInflightMIB) << 20)
 	metrics, err := emit.New(cfg.emitConfig(log))
 	if err != nil {
 		// The settings were checked already, so this is the statsd host
@@ -135,7 +140,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, hup <-chan os.Sig
 		log.Warn(env("UPSTREAMS")+" is not set: every query goes to the built-in default resolvers "+
 			strings.Join(cfg.upstreamNames(), ", "), "upstreams", cfg.upstreamNames())
 	}
-	log.Info("dotproxy started", cfg.logAttrs(srv.Addrs(), metrics.Enabled())...)
+	log.Info("dotproxy started", append(cfg.logAttrs(srv.Addrs(), metrics.Enabled()), "memory_limit_mib", memLimit>>20)...)
 	if ready != nil {
 		ready(srv.Addrs())
 	}

@@ -21,6 +21,16 @@ const MaxQuerySize = 4096
 // flood, rounded up.
 const queryOverhead = 8 << 10
 
+// tcpQueryExtra is charged on top for a TCP query, which parks a goroutine
+// of its own while it waits, where a UDP query mostly does not: measured in
+// TestFloodKeepsMemoryBounded's phase of largest queries over TCP.
+const tcpQueryExtra = 8 << 10
+
+// tcpReadBuffer is a client TCP connection's read buffer: room for any
+// usual query, small enough that the connections allowed cost little while
+// idle. A larger query is read past it, straight into its own buffer.
+const tcpReadBuffer = 1 << 10
+
 // memBudget bounds the memory held by the queries in flight on a whole
 // Server, over every listener and both transports, so that no flood can
 // grow the process without bound, whatever the count limits allow. It is

@@ -77,7 +77,7 @@ func (s *Server) serveTCPConn(c net.Conn) {
 	var queries sync.WaitGroup
 	defer queries.Wait() // answer what was asked before closing
 
-	r := bufio.NewReader(c)
+	r := bufio.NewReaderSize(c, tcpReadBuffer)
 	for {
 		if err := c.SetReadDeadline(time.Now().Add(s.cfg.TCPIdleTimeout)); err != nil {
 			return
@@ -94,7 +94,7 @@ func (s *Server) serveTCPConn(c net.Conn) {
 			continue
 		case err != nil:
 			return // EOF, idle timeout or shutdown
-		case !s.mem.take(len(msg)):
+		case !s.mem.take(len(msg) + tcpQueryExtra):
 			s.obs.Dropped(TCP, DropOverload)
 			w.write(s.refuse(client, msg, dnsmsg.RcodeRefused, arrived))
 			continue
@@ -106,7 +106,7 @@ func (s *Server) serveTCPConn(c net.Conn) {
 			defer s.wg.Done()
 			defer queries.Done()
 			defer func() { <-slots }()
-			defer s.mem.give(len(msg))
+			defer s.mem.give(len(msg) + tcpQueryExtra)
 			s.answerTCP(w, client, msg, arrived)
 		}()
 	}
