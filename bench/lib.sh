@@ -3,6 +3,11 @@
 # Sourced, not run, after e2e/lib.sh (process tracking and stopping,
 # certificates, free ports). Everything here talks only to 127.0.0.1.
 
+# The scripts' own DOTPROXY_* knobs are no settings of dotproxy's, which
+# stops at a variable it does not know: they stay shell variables, out of
+# the environment that the dotproxy under test inherits.
+export -n DOTPROXY_BIN DOTPROXY_ENV DOTPROXY_BEFORE_BIN DOTPROXY_BEFORE_REV
+
 # bench_log MSG...: a progress line on stderr, prefixed with BENCH_NAME.
 bench_log() { printf '[%s] %s\n' "${BENCH_NAME:-bench}" "$*" >&2; }
 
