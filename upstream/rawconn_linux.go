@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -34,10 +35,17 @@ type rawTCP struct {
 	rerr  syscall.Errno
 	readF func(fd uintptr) bool
 
-	wbuf   []byte
-	wn     int
-	werr   syscall.Errno
-	writeF func(fd uintptr) bool
+	wbuf    []byte
+	wn      int
+	werr    syscall.Errno
+	blocked bool                  // the last try found the socket's buffer full
+	tryF    func(fd uintptr) bool // r.try
+	writeF  func(fd uintptr) bool // r.write
+	// wdl is the write deadline last set, armed on the socket only when a
+	// write must wait: arming a runtime timer on every write wakes an idle
+	// thread (runtime.wakeNetPoller), which costs as much as the system
+	// monitor did.
+	wdl time.Time
 }
 
 // wrapRaw returns c ready for raw calls after the handshake, or c itself
@@ -52,7 +60,7 @@ func wrapRaw(c net.Conn) net.Conn {
 		return c
 	}
 	r := &rawTCP{TCPConn: tc, rc: rc}
-	r.readF, r.writeF = r.read, r.write
+	r.readF, r.tryF, r.writeF = r.read, r.try, r.write
 	return r
 }
 
@@ -101,12 +109,44 @@ func (r *rawTCP) read(fd uintptr) bool {
 	}
 }
 
+// SetDeadline sets the read deadline on the socket and keeps the write
+// deadline for a write that must wait.
+func (r *rawTCP) SetDeadline(t time.Time) error {
+	if !r.on {
+		return r.TCPConn.SetDeadline(t)
+	}
+	r.wdl = t
+	return r.TCPConn.SetReadDeadline(t)
+}
+
+// SetWriteDeadline keeps t for a write that must wait.
+func (r *rawTCP) SetWriteDeadline(t time.Time) error {
+	if !r.on {
+		return r.TCPConn.SetWriteDeadline(t)
+	}
+	r.wdl = t
+	return nil
+}
+
 func (r *rawTCP) Write(b []byte) (int, error) {
 	if !r.on || len(b) == 0 {
 		return r.TCPConn.Write(b)
 	}
-	r.wbuf, r.wn, r.werr = b, 0, 0
-	err := r.rc.Write(r.writeF)
+	r.wbuf, r.wn, r.werr, r.blocked = b, 0, 0, false
+	err := r.rc.Write(r.tryF)
+	if err == nil && r.blocked && r.werr == 0 {
+		// The socket's buffer is full: wait for room, until the
+		// deadline, then disarm it, so that the next write that need
+		// not wait is not failed by a deadline now past.
+		if !r.wdl.IsZero() && !time.Now().Before(r.wdl) {
+			err = os.ErrDeadlineExceeded
+		} else if err = r.TCPConn.SetWriteDeadline(r.wdl); err == nil {
+			err = r.rc.Write(r.writeF)
+			if derr := r.TCPConn.SetWriteDeadline(time.Time{}); err == nil {
+				err = derr
+			}
+		}
+	}
 	n, errno := r.wn, r.werr
 	r.wbuf = nil
 	switch {
@@ -118,8 +158,15 @@ func (r *rawTCP) Write(b []byte) (int, error) {
 	return n, nil
 }
 
-// write is the callback of Write: it writes all it can, and asks the
-// poller to wait (false) when the socket's buffer is full.
+// try is Write's first callback: it writes all it can and never waits,
+// noting whether the socket's buffer filled.
+func (r *rawTCP) try(fd uintptr) bool {
+	r.blocked = !r.write(fd)
+	return true
+}
+
+// write writes all it can, and asks the poller to wait (false) when the
+// socket's buffer is full.
 func (r *rawTCP) write(fd uintptr) bool {
 	for r.wn < len(r.wbuf) {
 		n, _, e := unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&r.wbuf[r.wn])), uintptr(len(r.wbuf)-r.wn),

@@ -103,3 +103,22 @@ func TestRawTCPWriteAfterReset(t *testing.T) {
 		t.Fatalf("write after reset: %v, want a reset", err)
 	}
 }
+
+// A write that must wait for room ends at the write deadline, and a
+// deadline past does not fail the writes that follow it once a new one is
+// set.
+func TestRawTCPWriteDeadline(t *testing.T) {
+	r, s := rawPair(t)
+	big := make([]byte, 64<<20) // more than both socket buffers hold
+	r.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, err := r.Write(big); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("write past its deadline: %v", err)
+	}
+	go io.Copy(io.Discard, s)
+	r.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	for i := range 3 {
+		if _, err := r.Write(make([]byte, 1<<20)); err != nil {
+			t.Fatalf("write %d after a new deadline: %v", i, err)
+		}
+	}
+}
