@@ -2,6 +2,10 @@
 
 package proxy
 
+// maxDatagram is the largest UDP payload: the one-datagram read takes it
+// all, and a query over MaxQuerySize is then dropped.
+const maxDatagram = 65535
+
 // batchSize is one where dotproxy has no recvmmsg: one datagram per read.
 const batchSize = 1
 

@@ -12,9 +12,6 @@ import (
 	"github.com/dotproxy/dotproxy/dnsmsg"
 )
 
-// maxDatagram is the largest UDP payload.
-const maxDatagram = 65535
-
 // udpListener is one UDP socket. On a wildcard address it learns each
 // query's destination address from the kernel, so that the reply leaves from
 // the address the client asked: on a host with several addresses the kernel
