@@ -214,3 +214,16 @@ func rawUDP(tb testing.TB, addr string, b []byte, wait time.Duration) []byte {
 	}
 	return buf[:n]
 }
+
+// dialTCP opens a DNS-over-TCP connection to addr, closed when the test
+// ends, with a deadline generous enough for a loaded machine.
+func dialTCP(tb testing.TB, addr string) *dns.Conn {
+	tb.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return &dns.Conn{Conn: c}
+}

@@ -168,13 +168,7 @@ func TestQuerySizeLimitUDP(t *testing.T) {
 func TestQuerySizeLimitTCP(t *testing.T) {
 	r := &echoResolver{}
 	_, addr, obs := start(t, r, nil)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	dc := &dns.Conn{Conn: c}
+	dc := dialTCP(t, addr)
 	for _, wire := range [][]byte{paddedQuery(t, 7, 60000), paddedQuery(t, 8, proxy.MaxQuerySize)} {
 		if _, err := dc.Write(wire); err != nil {
 			t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"testing"
 	"time"
 
@@ -62,13 +61,7 @@ func TestTransferBrokenMidwayClosesTheConnection(t *testing.T) {
 	part.SetReply(q)
 	r := &transferResolver{msgs: [][]byte{packed(t, part), packed(t, part)}, err: errors.New("cut")}
 	_, addr, obs := start(t, r, nil)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	dc := &dns.Conn{Conn: c}
+	dc := dialTCP(t, addr)
 	if err := dc.WriteMsg(q); err != nil {
 		t.Fatal(err)
 	}
