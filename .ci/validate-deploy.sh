@@ -170,12 +170,13 @@ section "deploy/systemd"
 UNIT=deploy/systemd/dotproxy.service
 # systemd-analyze verify resolves ExecStart= and the unit's dependencies, so it
 # runs against a scratch root holding the system's units, the unit under test
-# and a stand-in executable.
+# and stand-ins for the executables it names (ExecStart, ExecReload's kill).
 unit_root() {
 	local r=$1 unit=$2
-	mkdir -p "$r/usr/local/bin" "$r/etc/systemd/system" "$r/usr/lib/systemd"
+	mkdir -p "$r/usr/local/bin" "$r/bin" "$r/etc/systemd/system" "$r/usr/lib/systemd"
 	cp -a /usr/lib/systemd/system "$r/usr/lib/systemd/"
 	install -m 0755 /bin/true "$r/usr/local/bin/dotproxy"
+	install -m 0755 /bin/true "$r/bin/kill"
 	install -m 0644 "$unit" "$r/etc/systemd/system/dotproxy.service"
 }
 unit_verifies() {
