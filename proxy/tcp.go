@@ -154,6 +154,9 @@ func (s *Server) transfer(w *frameWriter, client netip.Addr, q *dnsmsg.Query, ms
 	})
 	switch {
 	case first == nil:
+		if err == nil {
+			err = errNoTransferAnswer // a Transferer that handed nothing on
+		}
 		w.write(s.finish(TCP, client, q, len(msg), arrived, deadline, nil, nil, err))
 	case err != nil:
 		s.obs.Failed(TCP, FailUpstream)
@@ -191,8 +194,9 @@ func (s *Server) refuse(client netip.Addr, msg []byte, rcode int, arrived time.T
 }
 
 var (
-	errBadFrame = errors.New("proxy: frame shorter than a DNS header")
-	errTooLarge = errors.New("proxy: query larger than MaxQuerySize")
+	errNoTransferAnswer = errors.New("proxy: zone transfer ended with no message")
+	errBadFrame         = errors.New("proxy: frame shorter than a DNS header")
+	errTooLarge         = errors.New("proxy: query larger than MaxQuerySize")
 )
 
 // readQueryFrame reads one length-prefixed message (RFC 1035 §4.2.2). A

@@ -82,6 +82,13 @@ func TestTransferBrokenMidwayClosesTheConnection(t *testing.T) {
 	if a := exchange(t, "tcp", addr2, axfr(t, 43)); a.Rcode != dns.RcodeServerFailure || a.Id != 43 {
 		t.Fatalf("transfer failed before any message: %s, want SERVFAIL", dns.RcodeToString[a.Rcode])
 	}
+
+	// A Transferer that ends with no message and no error: still an
+	// answer, never silence or a crash.
+	_, addr3, _ := start(t, &transferResolver{}, nil)
+	if a := exchange(t, "tcp", addr3, axfr(t, 45)); a.Rcode != dns.RcodeServerFailure || a.Id != 45 {
+		t.Fatalf("transfer with no message: %s, want SERVFAIL", dns.RcodeToString[a.Rcode])
+	}
 }
 
 // A resolver that cannot pass transfers on answers NOTIMP over TCP.
