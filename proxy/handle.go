@@ -16,9 +16,15 @@ func (s *Server) handle(t Transport, client netip.Addr, msg []byte, arrived time
 	if reply, done := s.check(t, client, msg, arrived, &q); done {
 		return reply
 	}
+	return s.forward(t, client, &q, msg, arrived)
+}
+
+// forward sends a query that passed check, parsed into q, to the resolver
+// and returns the reply to send.
+func (s *Server) forward(t Transport, client netip.Addr, q *dnsmsg.Query, msg []byte, arrived time.Time) []byte {
 	deadline := arrived.Add(s.cfg.QueryTimeout)
 	answer, from, err := s.cfg.Resolver.Resolve(msg, deadline)
-	return s.finish(t, client, &q, len(msg), arrived, deadline, answer, from, err)
+	return s.finish(t, client, q, len(msg), arrived, deadline, answer, from, err)
 }
 
 // check parses a query into q and returns done with the reply to send (nil

@@ -126,9 +126,7 @@ func (s *Server) answerTCP(w *frameWriter, client netip.Addr, msg []byte, arrive
 		s.transfer(w, client, &q, msg, arrived)
 		return
 	}
-	deadline := arrived.Add(s.cfg.QueryTimeout)
-	answer, from, err := s.cfg.Resolver.Resolve(msg, deadline)
-	w.write(s.finish(TCP, client, &q, len(msg), arrived, deadline, answer, from, err))
+	w.write(s.forward(TCP, client, &q, msg, arrived))
 }
 
 // transfer passes a zone transfer on, on an upstream connection of its own,

@@ -318,9 +318,7 @@ func closeReason(err error) CloseReason {
 // shut ends the connection once: it is removed from the pool, its socket is
 // closed, and every query still on it is told why: ErrSilent if the
 // connection fell silent, ErrClosed if the pool is closing, and otherwise
-// errConnLost, so that it goes elsewhere. A polite close (idle, shutdown)
-// sends a TLS close_notify; a broken one just drops the socket, which might
-// otherwise block on a peer that no longer reads.
+// errConnLost, so that it goes elsewhere; then closeSocket closes it.
 func (c *conn) shut(reason CloseReason, err error) {
 	c.dead.Store(true)
 	tell := errConnLost
@@ -350,6 +348,14 @@ func (c *conn) shut(reason CloseReason, err error) {
 	for _, cl := range ending {
 		cl.end(result{err: tell}, false)
 	}
+	c.closeSocket(reason, err, "upstream connection closed")
+}
+
+// closeSocket closes the connection's socket and reports why, logging msg
+// at debug level. A polite close (idle, shutdown) sends a TLS close_notify,
+// bounded in time; a broken one just drops the socket, which might
+// otherwise block on a peer that no longer reads.
+func (c *conn) closeSocket(reason CloseReason, err error, msg string) {
 	if reason == CloseIdle || reason == CloseShutdown {
 		_ = c.raw.SetDeadline(time.Now().Add(100 * time.Millisecond))
 		_ = c.tc.Close()
@@ -361,8 +367,8 @@ func (c *conn) shut(reason CloseReason, err error) {
 	}
 	c.p.obs.ConnClosed(reason)
 	if err != nil {
-		c.p.log.Debug("upstream connection closed", "reason", string(reason), "err", err.Error())
+		c.p.log.Debug(msg, "reason", string(reason), "err", err.Error())
 	} else {
-		c.p.log.Debug("upstream connection closed", "reason", string(reason))
+		c.p.log.Debug(msg, "reason", string(reason))
 	}
 }

@@ -127,17 +127,5 @@ func (p *Pool) endTransfer(c *conn, reason CloseReason, err error) {
 	p.mu.Lock()
 	delete(p.transfers, c)
 	p.mu.Unlock()
-	if reason == CloseIdle {
-		_ = c.raw.SetDeadline(time.Now().Add(100 * time.Millisecond))
-		_ = c.tc.Close()
-	} else {
-		_ = c.raw.Close()
-	}
-	if reason == CloseError {
-		p.obs.ConnFailed(StageIO)
-	}
-	p.obs.ConnClosed(reason)
-	if err != nil {
-		p.log.Debug("zone transfer ended", "reason", string(reason), "err", err.Error())
-	}
+	c.closeSocket(reason, err, "zone transfer ended")
 }
