@@ -237,7 +237,7 @@ func (c *config) balanceConfig() balance.Config {
 		HedgeAfter:      c.HedgeAfter,
 		ProbeName:       c.Probe.Name,
 		ProbeTimeout:    c.Probe.Timeout,
-		SlowAfter:       c.Upstream.AttemptTimeout,
+		AttemptTimeout:  c.Upstream.AttemptTimeout,
 		ProbeMaxBackoff: c.Probe.MaxBackoff,
 		ProbeResetAfter: c.Probe.ResetAfter,
 	}

@@ -17,7 +17,7 @@ type Upstream interface {
 	// must not modify query nor read it once it has returned, and must
 	// return by deadline. The upstream owns the recovery of a single query
 	// (sending it again when a connection dies or a query is lost), within
-	// Config.SlowAfter, the least time balance gives an attempt. An error
+	// Config.AttemptTimeout, the least time balance gives an attempt. An error
 	// that reports Timeout (on the error itself, not a cause it wraps)
 	// means that this query was slow or lost, not that the upstream is
 	// broken: it does not mark the upstream down. Any other error does.
@@ -37,7 +37,7 @@ type Upstream interface {
 // Health works the same under every policy. An attempt that fails with an
 // error that is not a timeout (see Upstream) marks its upstream down at once:
 // its connections fail, so it is broken, not slow. Slow attempts (timed out,
-// or answered after SlowAfter) mark it down only when maxSlowRun come in a
+// or answered after AttemptTimeout) mark it down only when maxSlowRun come in a
 // row, with no quicker answer in between. A down upstream gets no
 // client queries; it is probed in the background after FirstBackoff, then
 // after waits that double up to ProbeMaxBackoff, and comes back on the first
@@ -106,9 +106,6 @@ func newBalancer(ups []Upstream, cfg Config, rnd func() uint64) (*Balancer, erro
 	return b, nil
 }
 
-// Policy returns the policy in use, in its canonical name.
-func (b *Balancer) Policy() Policy { return b.policy }
-
 // Resolve sends query to an upstream chosen by the policy and returns the
 // answer and the upstream that gave it, as given to New, so that a caller
 // can find what it keeps per upstream on the value itself rather than by
@@ -168,7 +165,7 @@ func (b *Balancer) all() uint64 {
 
 // attempt sends query to h once and does the bookkeeping: served count,
 // latency, and health. A timeout (see Upstream), or an answer after
-// SlowAfter, leaves h up unless it is the maxSlowRun-th such attempt in a
+// AttemptTimeout, leaves h up unless it is the maxSlowRun-th such attempt in a
 // row: a slow name at a resolver that answers others is normal for a cold
 // cache, a run of them is an overloaded resolver.
 func (b *Balancer) attempt(h *host, query []byte, deadline time.Time) ([]byte, error) {
@@ -184,7 +181,7 @@ func (b *Balancer) attempt(h *host, query []byte, deadline time.Time) ([]byte, e
 func (b *Balancer) settle(h *host, wasDown bool, elapsed time.Duration, err error) error {
 	if err == nil {
 		h.observe(elapsed)
-		if elapsed >= b.cfg.SlowAfter {
+		if elapsed >= b.cfg.AttemptTimeout {
 			b.slow(h)
 		} else if h.slowRun.Load() != 0 {
 			h.slowRun.Store(0)
@@ -205,21 +202,21 @@ func (b *Balancer) settle(h *host, wasDown bool, elapsed time.Duration, err erro
 
 // share returns the deadline of an attempt that left more attempts may
 // follow: an equal share of the time to the query's deadline, so that an
-// overloaded upstream cannot use it all up, but at least SlowAfter, so that
+// overloaded upstream cannot use it all up, but at least AttemptTimeout, so that
 // the upstream's own recovery of a lost query or a dead connection (which
-// runs well inside SlowAfter) comes first and a slow name gets its answer.
+// runs well inside AttemptTimeout) comes first and a slow name gets its answer.
 func (b *Balancer) share(now, deadline time.Time, left int) time.Time {
 	if left <= 0 {
 		return deadline
 	}
-	d := max(deadline.Sub(now)/time.Duration(left+1), b.cfg.SlowAfter)
+	d := max(deadline.Sub(now)/time.Duration(left+1), b.cfg.AttemptTimeout)
 	if end := now.Add(d); end.Before(deadline) {
 		return end
 	}
 	return deadline
 }
 
-// slow counts an attempt that timed out or answered after SlowAfter, and
+// slow counts an attempt that timed out or answered after AttemptTimeout, and
 // marks h down at the maxSlowRun-th in a row.
 func (b *Balancer) slow(h *host) {
 	if h.slowRun.Add(1) >= maxSlowRun {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/dotproxy/dotproxy/dnsmsg"
+	"github.com/dotproxy/dotproxy/upstream"
 )
 
 // Defaults used for zero Config fields, and the values main should give the
@@ -16,7 +17,6 @@ const (
 	DefaultProbeTimeout    = 2 * time.Second
 	DefaultProbeMaxBackoff = 10 * time.Second
 	DefaultProbeResetAfter = 30 * time.Second
-	DefaultSlowAfter       = 1500 * time.Millisecond
 )
 
 // FirstBackoff is how long an upstream stays down after its first failure
@@ -41,7 +41,7 @@ type Config struct {
 	// different upstream while there is one, after an attempt failed
 	// (DOTPROXY_MAX_RETRIES). Zero means no retry; at most 16. An attempt
 	// that more may follow gets an equal share of the time left to the
-	// query's deadline, but at least SlowAfter, so that a stalled upstream
+	// query's deadline, but at least AttemptTimeout, so that a stalled upstream
 	// cannot use up the whole deadline while a slow name and the upstream's
 	// own recovery still get their time. The last gets all that is left.
 	MaxRetries int
@@ -70,12 +70,13 @@ type Config struct {
 	// wait instead. Zero means DefaultProbeResetAfter.
 	ProbeResetAfter time.Duration
 
-	// SlowAfter is how long an answer may take before the attempt counts
-	// as slow: maxSlowRun slow attempts in a row, with no quicker answer
-	// in between, mark the upstream down (an overloaded resolver answers
-	// late rather than not at all). Set it to the pool's attempt timeout
-	// (DOTPROXY_UPSTREAM_ATTEMPT_TIMEOUT). Zero means DefaultSlowAfter.
-	SlowAfter time.Duration
+	// AttemptTimeout is the upstreams' attempt timeout (see
+	// upstream.Config.AttemptTimeout), the same value: an answer later
+	// than this counts as slow, and maxSlowRun slow attempts in a row,
+	// with no quicker answer in between, mark the upstream down (an
+	// overloaded resolver answers late rather than not at all). Zero means
+	// upstream.DefaultAttemptTimeout.
+	AttemptTimeout time.Duration
 
 	// Observer receives events; nil means NopObserver.
 	Observer Observer
@@ -98,8 +99,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: ProbeTimeout %v is negative", ErrInvalidConfig, c.ProbeTimeout)
 	case c.ProbeMaxBackoff < 0:
 		return fmt.Errorf("%w: ProbeMaxBackoff %v is negative", ErrInvalidConfig, c.ProbeMaxBackoff)
-	case c.SlowAfter < 0:
-		return fmt.Errorf("%w: SlowAfter %v is negative", ErrInvalidConfig, c.SlowAfter)
+	case c.AttemptTimeout < 0:
+		return fmt.Errorf("%w: AttemptTimeout %v is negative", ErrInvalidConfig, c.AttemptTimeout)
 	case c.ProbeResetAfter < 0:
 		return fmt.Errorf("%w: ProbeResetAfter %v is negative", ErrInvalidConfig, c.ProbeResetAfter)
 	}
@@ -128,8 +129,8 @@ func (c Config) withDefaults() Config {
 	if c.ProbeResetAfter == 0 {
 		c.ProbeResetAfter = DefaultProbeResetAfter
 	}
-	if c.SlowAfter == 0 {
-		c.SlowAfter = DefaultSlowAfter
+	if c.AttemptTimeout == 0 {
+		c.AttemptTimeout = upstream.DefaultAttemptTimeout
 	}
 	if c.Observer == nil {
 		c.Observer = NopObserver{}

@@ -1,6 +1,10 @@
 package balance
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/dotproxy/dotproxy/upstream"
+)
 
 var (
 	// ErrNoUpstream is returned by New when given no upstream.
@@ -16,14 +20,6 @@ var (
 	ErrInvalidConfig = errors.New("balance: invalid config")
 )
 
-// errDeadline is returned by Resolve when the deadline had passed before an
-// attempt could start. It reports Timeout, as the upstreams' own do.
-var errDeadline error = timeoutError("balance: query deadline passed")
-
-// timeoutError is an error that reports Timeout, as net.Error does.
-type timeoutError string
-
-func (e timeoutError) Error() string { return string(e) }
-
-// Timeout reports true: the error means that time ran out.
-func (e timeoutError) Timeout() bool { return true }
+// errDeadline is returned when the deadline had passed before an attempt
+// could start. It is the upstreams' own, which reports Timeout.
+var errDeadline = upstream.ErrDeadline

@@ -20,7 +20,7 @@ const (
 )
 
 // maxSlowRun is how many attempts in a row may be slow (time out, or
-// answer after Config.SlowAfter), with no quicker answer from the upstream
+// answer after Config.AttemptTimeout), with no quicker answer from the upstream
 // in between, before it counts as failed. One slow name is normal at a
 // recursive resolver; a run of them with nothing answered means that it is
 // overloaded or stalled behind connections that still answer the pool's

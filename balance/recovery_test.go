@@ -88,7 +88,7 @@ func newPair(t *testing.T, start bool, attempt time.Duration, servers ...*dottes
 		MaxRetries:      2,
 		ProbeName:       probeName,
 		ProbeMaxBackoff: 200 * time.Millisecond,
-		SlowAfter:       attempt,
+		AttemptTimeout:  attempt,
 		Observer:        p.events,
 	})
 	if err != nil {

@@ -3,10 +3,13 @@ package upstream
 import (
 	"crypto/sha256"
 	"crypto/x509"
-	"github.com/dotproxy/dotproxy/dnsmsg"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"time"
+
+	"github.com/dotproxy/dotproxy/dnsmsg"
 )
 
 // Defaults used for zero Config fields.
@@ -18,6 +21,10 @@ const (
 	DefaultIdleTimeout      = 8 * time.Second
 	DefaultAttemptTimeout   = 1500 * time.Millisecond
 )
+
+// MaxInFlightLimit is the most MaxInFlight may be: the queries of one
+// connection must leave a free 16-bit ID for a resent copy or a probe.
+const MaxInFlightLimit = maxPending
 
 // Config describes one upstream resolver and how to talk to it.
 type Config struct {
@@ -48,7 +55,7 @@ type Config struct {
 	// quiet spell does not wait for a handshake. Zero keeps none.
 	WarmConns int
 	// MaxInFlight caps the queries outstanding on one connection. Zero
-	// means DefaultMaxInFlight; at most 65535.
+	// means DefaultMaxInFlight; at most MaxInFlightLimit.
 	MaxInFlight int
 
 	// ConnectTimeout bounds the TCP connect. Zero means the default.
@@ -96,12 +103,6 @@ func (c *Config) setDefaults() {
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = DefaultMaxInFlight
 	}
-	if c.MaxInFlight > 65535 {
-		c.MaxInFlight = 65535
-	}
-	if c.WarmConns > c.MaxConns {
-		c.WarmConns = c.MaxConns
-	}
 	if c.ConnectTimeout <= 0 {
 		c.ConnectTimeout = DefaultConnectTimeout
 	}
@@ -123,4 +124,45 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+}
+
+// ErrInvalidConfig is wrapped by the errors of Config.Validate.
+var ErrInvalidConfig = errors.New("upstream: invalid config")
+
+// Validate reports the first field of c that is out of range, naming the
+// field, in an error that wraps ErrInvalidConfig. Zero fields are valid:
+// they mean their defaults.
+func (c *Config) Validate() error {
+	bad := func(field string, v any, why string) error {
+		return fmt.Errorf("%w: %s %v: %s", ErrInvalidConfig, field, v, why)
+	}
+	maxConns := c.MaxConns
+	if maxConns == 0 {
+		maxConns = DefaultMaxConns
+	}
+	switch {
+	case c.MaxConns < 0:
+		return bad("MaxConns", c.MaxConns, "is negative")
+	case c.MaxInFlight < 0 || c.MaxInFlight > MaxInFlightLimit:
+		return bad("MaxInFlight", c.MaxInFlight, fmt.Sprintf("is not within 0..%d, the queries that fit the ID space of one connection", MaxInFlightLimit))
+	case c.WarmConns < 0 || c.WarmConns > maxConns:
+		return bad("WarmConns", c.WarmConns, fmt.Sprintf("is not within 0..MaxConns (%d)", maxConns))
+	case c.ConnectTimeout < 0:
+		return bad("ConnectTimeout", c.ConnectTimeout, "is negative")
+	case c.HandshakeTimeout < 0:
+		return bad("HandshakeTimeout", c.HandshakeTimeout, "is negative")
+	case c.IdleTimeout < 0:
+		return bad("IdleTimeout", c.IdleTimeout, "is negative")
+	case c.AttemptTimeout < 0:
+		return bad("AttemptTimeout", c.AttemptTimeout, "is negative")
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return bad("Addr", fmt.Sprintf("%q", c.Addr), err.Error())
+	}
+	if c.ProbeName != "" {
+		if _, err := dnsmsg.NewQuery(0, c.ProbeName, dnsmsg.TypeNS); err != nil {
+			return bad("ProbeName", fmt.Sprintf("%q", c.ProbeName), err.Error())
+		}
+	}
+	return nil
 }

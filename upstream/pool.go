@@ -100,10 +100,10 @@ type Stats struct {
 // New returns a pool for cfg and starts its background upkeep. It opens no
 // connection before the first query unless cfg.WarmConns asks it to.
 func New(cfg Config) (*Pool, error) {
-	cfg.setDefaults()
-	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg.setDefaults()
 	probe, err := dnsmsg.NewQuery(0, cfg.ProbeName, dnsmsg.TypeNS)
 	if err != nil {
 		return nil, err
