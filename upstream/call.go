@@ -9,29 +9,32 @@ import (
 )
 
 // Done receives the end of a query sent by Pool.Start: the answer, carrying
-// the query's own ID, or the error that ended it, with the same meaning as
-// Exchange's. It is an alias of an unnamed interface, so that a package
-// that hands queries on names the same type without importing this one.
+// the query's own ID, or the error that ended it. It is an alias of an
+// unnamed interface, so that a package that hands queries on names the same
+// type without importing this one.
 type Done = interface {
 	ExchangeDone(answer []byte, err error)
 }
 
-// call is one query sent on one connection, from the write to its end. Its
-// recovery is driven by its own timer rather than by a goroutine waiting for
-// it, so that a query sent by Start costs no goroutine: at a quarter of an
-// attempt timeout a connection that has read nothing since the query was
-// sent gets a probe query behind it; at half, a connection that still has
-// read nothing is retired (ErrSilent), and a query unanswered while the
+// call is one query in the pool, from Start to its end. Its recovery is
+// driven by its own timer rather than by a goroutine waiting for it, so
+// that a query costs no goroutine: while it waits in line for a slot, the
+// timer is its deadline; once it is written, at a quarter of an attempt
+// timeout a connection that has read nothing since the query was sent gets
+// a probe query behind it; at half, a connection that still has read
+// nothing is retired (ErrSilent), and a query unanswered while the
 // connection answers others is sent once more; then the deadline.
 //
-// A call ends exactly once, through end, run by whoever sets answered under
-// the connection's lock: the reader on the answer, shut when the connection
-// dies, or the timer at the deadline. Calls are pooled with their timers.
+// A call ends exactly once, through end: run by whoever sets answered under
+// the connection's lock (the reader on the answer, shut when the connection
+// dies, or the timer at the deadline), or, for a call that holds no slot,
+// by whoever takes it out of the pool's wait queue. Calls are pooled with
+// their timers.
 type call struct {
 	timer *time.Timer // runs onTimer
 
 	// Set before the call is sent, then only read.
-	c        *conn
+	p        *Pool
 	done     Done
 	query    []byte  // as written on the wire, and resent as is
 	orig     []byte  // the caller's query, for another attempt elsewhere
@@ -39,9 +42,16 @@ type call struct {
 	added    bool    // the rewrite added the OPT record: take it out again
 	clientID uint16
 	deadline time.Time
-	sentAt   int64 // c.now() as the query was queued for writing
-	attempt  int   // the connections tried before this one
-	started  bool  // sent by Start: end retries a lost connection itself
+	attempt  int // the connections tried before this one
+
+	// c is the connection whose slot the call holds; nil while it waits
+	// for one. Set under p.mu when a slot is handed over, then only read.
+	c      *conn
+	sentAt int64 // c.now() as the query was queued for writing
+
+	// Guarded by p.mu.
+	waiting bool  // in p.waitq
+	next    *call // in a list of calls handed a slot or failed at once
 
 	// Guarded by c.mu.
 	answered bool      // the call has ended or is ending
@@ -74,9 +84,9 @@ func getCall() *call {
 }
 
 // newCall returns a pooled call for query, sent as wire, that tells done.
-func newCall(query, wire []byte, added bool, deadline time.Time, done Done) *call {
+func newCall(p *Pool, query, wire []byte, added bool, deadline time.Time, done Done) *call {
 	cl := getCall()
-	cl.done, cl.query, cl.added = done, wire, added
+	cl.p, cl.done, cl.orig, cl.query, cl.added = p, done, query, wire, added
 	cl.clientID, cl.deadline = dnsmsg.ID(query), deadline
 	return cl
 }
@@ -87,41 +97,37 @@ func putCall(cl *call) {
 	callPool.Put(cl)
 }
 
-// waiter is the Done of a query sent by Exchange, which waits for it. It
-// also carries what acquire needs to wait for a slot.
+// waiter is the Done of a query sent by Exchange, which waits for it.
 type waiter struct {
-	ch    chan result // capacity 1; one result per send
-	slot  chan slot   // capacity 1; a slot handed over by the pool
-	timer *time.Timer // bounds the wait for a slot
+	ch chan result // capacity 1; one result per query
 }
 
 func (w *waiter) ExchangeDone(answer []byte, err error) { w.ch <- result{answer, err} }
 
 var waiters = sync.Pool{New: func() any {
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	return &waiter{ch: make(chan result, 1), slot: make(chan slot, 1), timer: t}
+	return &waiter{ch: make(chan result, 1)}
 }}
 
 // send writes cl's query on c, which holds a slot reserved for it, and
 // arms cl's timer. If c has ended, the call ends at once with errConnLost.
 // cl may have ended, and been reused, by the time send returns.
 func (c *conn) send(cl *call) {
-	if c.queue(cl) {
-		c.flushLocked()
+	if c.lockAndQueue(cl) {
+		c.unlockAndWrite()
 	}
 }
 
 // hold is send, except that the query stays queued for the next write.
 func (c *conn) hold(cl *call) {
-	if c.queue(cl) {
+	if c.lockAndQueue(cl) {
 		c.mu.Unlock()
 	}
 }
 
-// queue registers cl on c and queues its query, and returns true with c.mu
-// held; or, if c has ended, ends cl with errConnLost and returns false.
-func (c *conn) queue(cl *call) bool {
+// lockAndQueue takes c.mu, registers cl on c and queues its query, and
+// returns true with c.mu still held; or, if c has ended, lets c.mu go, ends
+// cl with errConnLost and returns false.
+func (c *conn) lockAndQueue(cl *call) bool {
 	cl.c = c
 	c.mu.Lock()
 	if c.ended {
@@ -139,7 +145,12 @@ func (c *conn) queue(cl *call) bool {
 // onTimer runs at each of cl's checkpoints and at its deadline.
 func (cl *call) onTimer() {
 	c := cl.c
+	if c == nil {
+		cl.lapse()
+		return
+	}
 	now := time.Now()
+	write := false
 	c.mu.Lock()
 	if cl.answered {
 		// It ended as the timer fired; end saw the timer run and left
@@ -156,7 +167,9 @@ func (cl *call) onTimer() {
 		return
 	case cl.stage == 0:
 		if !c.readSince(cl.sentAt) && !c.probing && !c.ended {
-			c.probeLocked()
+			c.probing = true
+			c.enqueueLocked(probeCall, c.p.probe)
+			write = true
 		}
 	case !c.readSince(cl.sentAt):
 		// Nothing read for half an attempt timeout, the probe included:
@@ -171,14 +184,8 @@ func (cl *call) onTimer() {
 		if cl.nids < len(cl.ids) && len(c.pending) < maxPending && !c.ended {
 			c.p.obs.Resent()
 			c.enqueueLocked(cl, cl.query)
-			c.flushLocked()
-			c.mu.Lock()
+			write = true
 		}
-	}
-	if cl.answered {
-		// Answered while the lock was let go for a write.
-		c.mu.Unlock()
-		return
 	}
 	cl.stage++
 	next := time.Until(cl.deadline)
@@ -186,57 +193,66 @@ func (cl *call) onTimer() {
 		next = min(next, c.p.checkpoints[cl.stage]-c.since(cl.sentAt))
 	}
 	cl.timer.Reset(max(next, 0))
+	if write {
+		c.unlockAndWrite() // cl may end, and be reused, from here on
+		return
+	}
 	c.mu.Unlock()
+}
+
+// lapse ends a call whose deadline came while it waited in line for a slot.
+func (cl *call) lapse() {
+	p := cl.p
+	p.mu.Lock()
+	p.unqueueLocked(cl) // or taken out already by one who left it to this timer
+	p.mu.Unlock()
+	cl.end(result{err: ErrDeadline}, true)
 }
 
 // end finishes the call with r: the answer gets the client's ID back and
 // loses what the rewrite added, the connection's slot is freed, and the
-// call's Done is told. fromTimer reports that end runs from cl's own
+// call's Done is told; or, when the connection died under the query, it is
+// sent once more from here. fromTimer reports that end runs from cl's own
 // timer, which is then not armed.
 //
 // A call whose timer is running at the same time is left to the garbage
 // collector rather than reused: the timer finds it answered and lets it be.
 func (cl *call) end(r result, fromTimer bool) {
 	reusable := cl.timer.Stop() || fromTimer
-	c := cl.c
-	p := c.p
-	if r.err == nil {
-		dnsmsg.SetID(r.msg, cl.clientID)
-		if p.rewrite {
-			var ka time.Duration
-			var ok bool
-			if r.msg, ka, ok = dnsmsg.CleanAnswer(r.msg, cl.added); ok {
-				c.keepalive.Store(int64(ka))
+	p := cl.p
+	if c := cl.c; c != nil {
+		if r.err == nil {
+			dnsmsg.SetID(r.msg, cl.clientID)
+			if p.rewrite {
+				var ka time.Duration
+				var ok bool
+				if r.msg, ka, ok = dnsmsg.CleanAnswer(r.msg, cl.added); ok {
+					c.keepalive.Store(int64(ka))
+				}
 			}
+			p.obs.Exchanged(c.since(cl.sentAt), len(cl.query), len(r.msg))
 		}
-		p.obs.Exchanged(c.since(cl.sentAt), len(cl.query), len(r.msg))
+		p.release(c)
 	}
-	p.release(c)
-	done, orig, deadline, attempt, started := cl.done, cl.orig, cl.deadline, cl.attempt, cl.started
-	if cl.wireBuf != nil {
-		putWire(cl.wireBuf)
+	done, wireBuf := cl.done, cl.wireBuf
+	if errors.Is(r.err, errConnLost) && cl.attempt+1 < maxAttempts {
+		// The connection died under the query: another connection
+		// takes it, with the wire form and its buffer carried over.
+		next := newCall(p, cl.orig, cl.query, cl.added, cl.deadline, done)
+		next.wireBuf, next.attempt = wireBuf, cl.attempt+1
+		if reusable {
+			putCall(cl)
+		}
+		p.obs.Resent()
+		p.send(next, false)
+		return
 	}
 	if reusable {
 		putCall(cl)
 	}
-	if !started {
-		done.ExchangeDone(r.msg, r.err)
-		return
-	}
-	if errors.Is(r.err, errConnLost) && attempt+1 < maxAttempts {
-		// The connection died under the query: another may need a dial
-		// or a wait for room, which the goroutine that ended this one
-		// (a connection's reader, or a sender) must not do.
-		go p.retry(orig, deadline, attempt+1, done)
-		return
+	if wireBuf != nil {
+		putWire(wireBuf)
 	}
 	p.inflight.Add(-1)
 	done.ExchangeDone(r.msg, r.err)
-}
-
-// retry carries on a query sent by Start whose connection died under it.
-func (p *Pool) retry(query []byte, deadline time.Time, attempt int, done Done) {
-	ans, err := p.exchange(query, deadline, attempt)
-	p.inflight.Add(-1)
-	done.ExchangeDone(ans, err)
 }

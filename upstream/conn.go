@@ -34,10 +34,10 @@ type conn struct {
 	tc  *tls.Conn
 
 	// Guarded by p.mu.
-	inflight  int       // slots reserved by acquire
+	inflight  int       // slots reserved for calls
 	idleSince time.Time // when inflight last fell to zero
 
-	// dead is set as the connection starts to end, so that acquire stops
+	// dead is set as the connection starts to end, so that the pool stops
 	// choosing it before it is out of the pool.
 	dead atomic.Bool
 
@@ -129,16 +129,6 @@ func (c *conn) forgetLocked(cl *call) {
 	cl.nids = 0
 }
 
-// probeLocked sends the pool's probe query on this connection, so that a
-// connection with nothing else to answer shows whether it is alive. The
-// caller holds c.mu, which is released and taken again.
-func (c *conn) probeLocked() {
-	c.probing = true
-	c.enqueueLocked(probeCall, c.p.probe)
-	c.flushLocked()
-	c.mu.Lock()
-}
-
 // nextFreeIDLocked returns an ID not in flight on this connection. IDs run in
 // sequence from a random start; maxPending < 65536 guarantees a free one.
 func (c *conn) nextFreeIDLocked() uint16 {
@@ -150,13 +140,13 @@ func (c *conn) nextFreeIDLocked() uint16 {
 	}
 }
 
-// flushLocked writes every queued query, including those queued by others
-// while it writes, unless another goroutine is writing already, which then
-// takes them too. It is called with c.mu held and returns with it released.
+// unlockAndWrite lets c.mu go, which the caller holds, and writes every
+// queued query, including those queued by others while it writes, unless
+// another goroutine is writing already, which then takes them too.
 // Whoever finds no write under way does the writing, so an idle connection
 // sends a query with no hand-off to another goroutine, and a busy one sends
 // all that queued during a write in one TLS write.
-func (c *conn) flushLocked() {
+func (c *conn) unlockAndWrite() {
 	if c.writing {
 		c.mu.Unlock()
 		return

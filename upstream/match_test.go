@@ -140,9 +140,7 @@ func TestMismatchedAnswersNeverReachStart(t *testing.T) {
 		qs[i] = query(t, fmt.Sprintf("start%d.example.", i), uint16(2000+i))
 		dones[i] = make(ended, 1)
 		// Held, so that all are on the connection before it is retired.
-		if !p.StartHeld(qs[i], within(10*time.Second), dones[i]) {
-			t.Fatalf("StartHeld %d declined", i)
-		}
+		p.StartHeld(qs[i], within(10*time.Second), dones[i])
 	}
 	p.Flush()
 	for i, d := range dones {

@@ -33,7 +33,7 @@ func putWire(buf *[]byte) {
 	}
 }
 
-// maxAttempts bounds how many connections one Exchange tries when the ones
+// maxAttempts bounds how many connections one query tries when the ones
 // it was on die under it.
 const maxAttempts = 3
 
@@ -52,7 +52,7 @@ type Pool struct {
 	stop   chan struct{} // closed by Close: stops the janitor
 	wg     sync.WaitGroup
 
-	inflight atomic.Int64  // queries inside Exchange
+	inflight atomic.Int64  // queries started and not yet ended
 	probe    []byte        // the liveness probe query, ID set per send
 	rewrite  bool          // cfg.Rewrite asks for a change to queries
 	tick     time.Duration // how often the janitor looks at the connections
@@ -73,20 +73,13 @@ type Pool struct {
 	mu       sync.Mutex // guards the fields below and conn.inflight/idleSince
 	conns    []*conn    // open connections, oldest first
 	dialing  bool       // a connection is being opened
-	waitq    []*waiter  // queries waiting for a slot, first come first served
+	waitq    []*call    // queries waiting for a slot, first come first served
 	closed   bool
 	failures int       // consecutive failed dials
 	nextWarm time.Time // earliest next background dial after a failure
 	lastErr  string    // last dial error logged, to log each cause once
 
 	transfers map[*conn]struct{} // connections of zone transfers under way
-}
-
-// slot is what a query waiting in acquire is handed: a connection with a
-// slot reserved for it, or the error that ends its wait.
-type slot struct {
-	c   *conn
-	err error
 }
 
 // Stats is a snapshot of a pool's state.
@@ -166,8 +159,23 @@ func (p *Pool) Stats() Stats {
 }
 
 // Exchange sends query to the resolver and returns its answer, carrying the
-// query's own ID. query is not modified and may be reused once Exchange
-// returns.
+// query's own ID: Start, waited for. query is not modified and may be
+// reused once Exchange returns.
+func (p *Pool) Exchange(query []byte, deadline time.Time) ([]byte, error) {
+	w := waiters.Get().(*waiter)
+	p.Start(query, deadline, w)
+	r := <-w.ch
+	waiters.Put(w)
+	return r.msg, r.err
+}
+
+// Start sends query to the resolver and returns at once; done is told the
+// answer, carrying the query's own ID, or the error, exactly once, by
+// whichever goroutine ends the query: the connection's reader, a timer, or
+// this one before Start returns. query must stay unchanged until then. It
+// is the only way a query enters the pool: it never declines, and when
+// every connection is full the query waits in line, first come first
+// served, for a slot that an answer frees or a new connection opens.
 //
 // The pool owns the recovery of a single query: when the connection it was
 // on is closed or reset by the server, it is sent again on another
@@ -176,35 +184,17 @@ func (p *Pool) Stats() Stats {
 // stops answering anything, a probe included (the upstream or the path to
 // it is broken); with ErrDeadline at deadline (it reports Timeout: the
 // query was slow or lost, the upstream is not broken); with a *DialError
-// when no connection can be opened; and with ErrClosed once the pool is
-// closed.
-func (p *Pool) Exchange(query []byte, deadline time.Time) ([]byte, error) {
-	if len(query) < dnsmsg.HeaderLen {
-		return nil, ErrShortQuery
-	}
-	p.inflight.Add(1)
-	defer p.inflight.Add(-1)
-	return p.exchange(query, deadline, 0)
-}
-
-// Start sends query as Exchange does, but returns at once: done is told the
-// answer or the error, exactly once, from another goroutine or, when the
-// connection breaks as the query is written, from this one before Start
-// returns. query must stay unchanged until then. Start sends nothing and
-// returns false when no open connection has room right now: opening one or
-// waiting for room is for Exchange, in a goroutine that may block.
-//
-// It is the cheaper path for a caller that need not wait: no goroutine waits
-// for the answer, and the goroutine that reads it hands it on.
-func (p *Pool) Start(query []byte, deadline time.Time, done Done) bool {
-	return p.start(query, deadline, done, false)
+// when no connection can be opened; with ErrShortQuery for a query shorter
+// than a header; and with ErrClosed once the pool is closed.
+func (p *Pool) Start(query []byte, deadline time.Time, done Done) {
+	p.start(query, deadline, done, false)
 }
 
 // StartHeld is Start, except that the query may wait in its connection's
 // buffer until Flush, so that queries started together leave in one TLS
 // write. The caller must call Flush before it waits for anything.
-func (p *Pool) StartHeld(query []byte, deadline time.Time, done Done) bool {
-	return p.start(query, deadline, done, true)
+func (p *Pool) StartHeld(query []byte, deadline time.Time, done Done) {
+	p.start(query, deadline, done, true)
 }
 
 // Flush writes the queries that StartHeld left waiting.
@@ -219,38 +209,51 @@ func (p *Pool) Flush() {
 	p.mu.Unlock()
 	for _, c := range p.flushing {
 		c.mu.Lock()
-		c.flushLocked() // writes what is queued, unless a write is under way, which then takes it
+		c.unlockAndWrite() // unless a write is under way, which then takes them
 	}
 	clear(p.flushing)
 }
 
-func (p *Pool) start(query []byte, deadline time.Time, done Done, hold bool) bool {
+func (p *Pool) start(query []byte, deadline time.Time, done Done, hold bool) {
 	if len(query) < dnsmsg.HeaderLen {
-		return false
+		done.ExchangeDone(nil, ErrShortQuery)
+		return
 	}
+	p.inflight.Add(1)
+	// Rewritten once, sent as is on every attempt.
+	wire, added, buf := p.wire(query)
+	cl := newCall(p, query, wire, added, deadline, done)
+	cl.wireBuf = buf
+	p.send(cl, hold)
+}
+
+// send gives cl a slot on a connection with room and writes it there, or
+// with hold queues it for Flush; when none has room, cl waits in line for
+// one (see handSlotsLocked), its timer armed for its deadline.
+func (p *Pool) send(cl *call, hold bool) {
 	p.mu.Lock()
-	var c *conn
-	if !p.closed {
-		c = p.pickLocked()
-	}
-	if c == nil {
+	if p.closed {
 		p.mu.Unlock()
-		return false
+		cl.end(result{err: ErrClosed}, false)
+		return
+	}
+	c := p.pickLocked()
+	if c == nil {
+		cl.waiting = true
+		p.waitq = append(p.waitq, cl)
+		p.growLocked()
+		cl.timer.Reset(max(time.Until(cl.deadline), 0))
+		p.mu.Unlock()
+		return
 	}
 	c.inflight++
 	p.mu.Unlock()
-	p.inflight.Add(1)
-
-	wire, added, buf := p.wire(query)
-	cl := newCall(query, wire, added, deadline, done)
-	cl.orig, cl.wireBuf, cl.started = query, buf, true
 	if hold {
 		c.hold(cl)
 		p.held.Store(true)
-		return true
+		return
 	}
 	c.send(cl)
-	return true
 }
 
 // wire returns query as it goes to the resolver, and whether the rewrite
@@ -266,36 +269,6 @@ func (p *Pool) wire(query []byte) (wire []byte, added bool, buf *[]byte) {
 	return *buf, added, buf
 }
 
-// exchange sends query from its attempt-th connection on, and waits.
-func (p *Pool) exchange(query []byte, deadline time.Time, attempt int) ([]byte, error) {
-	// Rewritten once, sent as is on every attempt.
-	wire, added, buf := p.wire(query)
-	if buf != nil {
-		defer putWire(buf)
-	}
-	w := waiters.Get().(*waiter)
-	defer waiters.Put(w) // every send below was waited for
-	var err error
-	for ; attempt < maxAttempts; attempt++ {
-		if attempt > 0 {
-			p.obs.Resent()
-		}
-		var c *conn
-		if c, err = p.acquire(w, deadline); err != nil {
-			return nil, err
-		}
-		c.send(newCall(query, wire, added, deadline, w))
-		r := <-w.ch
-		if r.err == nil {
-			return r.msg, nil
-		}
-		if err = r.err; !errors.Is(err, errConnLost) {
-			return nil, err
-		}
-	}
-	return nil, err
-}
-
 // Close closes every connection, failing the queries still on them, and
 // waits for the pool's goroutines. It is safe to call more than once.
 func (p *Pool) Close() error {
@@ -307,11 +280,12 @@ func (p *Pool) Close() error {
 	p.closed = true
 	conns := p.conns
 	p.conns = nil
-	p.failWaitersLocked(ErrClosed)
+	waiting := p.takeWaitersLocked()
 	for c := range p.transfers {
 		c.raw.Close() // the transfer's read fails, and it ends itself
 	}
 	p.mu.Unlock()
+	endAll(waiting, ErrClosed)
 	p.cancel()
 	close(p.stop)
 	for _, c := range conns {
@@ -321,52 +295,13 @@ func (p *Pool) Close() error {
 	return nil
 }
 
-// acquire reserves a slot on a connection with room, opening a new
-// connection when all are full and the cap allows. When none has room, the
-// query waits in line, and slots freed or opened are handed out in the order
-// the queries came, one each: no wake-up of every waiter, no overtaking.
-func (p *Pool) acquire(w *waiter, deadline time.Time) (*conn, error) {
-	for {
-		p.mu.Lock()
-		if p.closed {
-			p.mu.Unlock()
-			return nil, ErrClosed
-		}
-		if c := p.pickLocked(); c != nil {
-			c.inflight++
-			p.mu.Unlock()
-			return c, nil
-		}
-		p.waitq = append(p.waitq, w)
-		p.growLocked()
-		p.mu.Unlock()
-
-		var s slot
-		w.timer.Reset(max(time.Until(deadline), 0))
-		select {
-		case s = <-w.slot:
-			w.timer.Stop()
-		case <-w.timer.C:
-			p.mu.Lock()
-			waiting := p.unqueueLocked(w)
-			p.mu.Unlock()
-			if waiting {
-				return nil, ErrDeadline
-			}
-			s = <-w.slot // handed over as the timer fired
-		}
-		if s.err != nil || s.c != nil {
-			return s.c, s.err
-		}
-	}
-}
-
-// unqueueLocked takes w out of the wait queue and reports whether it was
+// unqueueLocked takes cl out of the wait queue and reports whether it was
 // there.
-func (p *Pool) unqueueLocked(w *waiter) bool {
+func (p *Pool) unqueueLocked(cl *call) bool {
 	for i, x := range p.waitq {
-		if x == w {
+		if x == cl {
 			p.waitq = append(p.waitq[:i], p.waitq[i+1:]...)
+			cl.waiting = false
 			return true
 		}
 	}
@@ -375,21 +310,70 @@ func (p *Pool) unqueueLocked(w *waiter) bool {
 
 // handSlotsLocked gives the waiting queries, first come first served, the
 // free slots of the open connections, then opens another connection if some
-// are still waiting and the cap allows.
-func (p *Pool) handSlotsLocked() {
+// are still waiting and the cap allows. It returns the calls handed a slot,
+// linked through next, for the caller to send once it has let p.mu go.
+func (p *Pool) handSlotsLocked() (handed *call) {
+	var last *call
 	for len(p.waitq) > 0 {
 		c := p.pickLocked()
 		if c == nil {
 			break
 		}
-		w := p.waitq[0]
+		cl := p.waitq[0]
 		n := copy(p.waitq, p.waitq[1:])
 		p.waitq[n] = nil
 		p.waitq = p.waitq[:n]
+		cl.waiting = false
+		if !cl.timer.Stop() {
+			continue // its deadline has come: its timer ends it
+		}
 		c.inflight++
-		w.slot <- slot{c: c} // never blocks: a waiter is handed one slot
+		cl.c = c
+		if last == nil {
+			handed = cl
+		} else {
+			last.next = cl
+		}
+		last = cl
 	}
 	p.growLocked()
+	return handed
+}
+
+// sendHanded sends the calls that handSlotsLocked handed a slot.
+func sendHanded(cl *call) {
+	for cl != nil {
+		next := cl.next
+		cl.next = nil
+		cl.c.send(cl)
+		cl = next
+	}
+}
+
+// takeWaitersLocked empties the wait queue and returns the calls that the
+// caller must end, linked through next; a call whose deadline timer has
+// fired is left to it.
+func (p *Pool) takeWaitersLocked() (ending *call) {
+	for i, cl := range p.waitq {
+		p.waitq[i] = nil
+		cl.waiting = false
+		if cl.timer.Stop() {
+			cl.next = ending
+			ending = cl
+		}
+	}
+	p.waitq = p.waitq[:0]
+	return ending
+}
+
+// endAll ends the calls of a list from takeWaitersLocked with err.
+func endAll(cl *call, err error) {
+	for cl != nil {
+		next := cl.next
+		cl.next = nil
+		cl.end(result{err: err}, false)
+		cl = next
+	}
 }
 
 // growLocked starts a dial when queries wait and no connection is being
@@ -398,15 +382,6 @@ func (p *Pool) growLocked() {
 	if len(p.waitq) > 0 && !p.dialing && !p.closed && len(p.conns) < p.cfg.MaxConns {
 		p.dialLocked()
 	}
-}
-
-// failWaitersLocked ends the wait of every waiting query with err.
-func (p *Pool) failWaitersLocked(err error) {
-	for i, w := range p.waitq {
-		w.slot <- slot{err: err}
-		p.waitq[i] = nil
-	}
-	p.waitq = p.waitq[:0]
 }
 
 // pickLocked returns the oldest connection with room. Filling the oldest
@@ -427,10 +402,12 @@ func (p *Pool) release(c *conn) {
 	if c.inflight == 0 {
 		c.idleSince = time.Now()
 	}
+	var handed *call
 	if len(p.waitq) > 0 {
-		p.handSlotsLocked()
+		handed = p.handSlotsLocked()
 	}
 	p.mu.Unlock()
+	sendHanded(handed)
 }
 
 // dialLocked starts opening a connection. The dial runs on the pool's own
@@ -442,6 +419,7 @@ func (p *Pool) dialLocked() {
 	go func() {
 		defer p.wg.Done()
 		c, err := p.open()
+		var handed, failed *call
 		p.mu.Lock()
 		p.dialing = false
 		if p.closed {
@@ -451,15 +429,17 @@ func (p *Pool) dialLocked() {
 			p.conns = append(p.conns, c)
 			c.start()
 			p.failures = 0
-			p.handSlotsLocked()
+			handed = p.handSlotsLocked()
 		} else {
 			p.failures++
 			p.nextWarm = time.Now().Add(backoff(p.failures))
 			// The queries waiting for room fail now and go elsewhere,
 			// rather than wait on an upstream that cannot be reached.
-			p.failWaitersLocked(err)
+			failed = p.takeWaitersLocked()
 		}
 		p.mu.Unlock()
+		sendHanded(handed)
+		endAll(failed, err)
 		if err != nil && c != nil {
 			c.shut(CloseShutdown, nil)
 		}

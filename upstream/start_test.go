@@ -51,20 +51,91 @@ func TestStartAnswers(t *testing.T) {
 	}
 }
 
-// TestStartDeclinesWithoutRoom: with no open connection, Start sends
-// nothing and says so, for the caller to use Exchange, which may dial.
-func TestStartDeclinesWithoutRoom(t *testing.T) {
+// TestStartNeverDeclines: with no connection open, a started query waits
+// for the one it causes to be dialed and is answered on it; on a closed
+// pool it ends at once with ErrClosed, and a short one with ErrShortQuery,
+// each before Start returns, with nothing sent.
+func TestStartNeverDeclines(t *testing.T) {
 	srv := dottest.Start(t, dottest.Options{})
 	p, _ := newPool(t, srv, nil)
-	if p.Start(query(t, "cold.example", 1), within(5*time.Second), make(ended, 1)) {
-		t.Fatal("Start accepted a query with no connection open")
+	q := query(t, "cold.example", 0xC01D)
+	e := startQuery(t, p, q, within(5*time.Second))
+	if e.err != nil {
+		t.Fatal(e.err)
+	}
+	checkAnswer(t, q, e.ans)
+
+	short := make(ended, 1)
+	p.Start(q[:5], within(5*time.Second), short)
+	if e := immediate(t, short); !errors.Is(e.err, upstream.ErrShortQuery) {
+		t.Fatalf("short query: err = %v, want ErrShortQuery", e.err)
 	}
 	p.Close()
-	if p.Start(query(t, "closed.example", 1), within(5*time.Second), make(ended, 1)) {
-		t.Fatal("Start accepted a query on a closed pool")
+	closed := make(ended, 1)
+	p.Start(query(t, "closed.example", 1), within(5*time.Second), closed)
+	if e := immediate(t, closed); !errors.Is(e.err, upstream.ErrClosed) {
+		t.Fatalf("closed pool: err = %v, want ErrClosed", e.err)
 	}
-	if got := srv.Queries(); got != 0 {
-		t.Fatalf("server read %d queries, want none", got)
+	if got := srv.Queries(); got != 1 {
+		t.Fatalf("server read %d queries, want the first only", got)
+	}
+	if got := p.InFlight(); got != 0 {
+		t.Fatalf("InFlight = %d, want 0", got)
+	}
+}
+
+// immediate returns the end already told to done, failing if there is
+// none: it must have come before Start returned.
+func immediate(t *testing.T, done ended) endOf {
+	t.Helper()
+	select {
+	case e := <-done:
+		return e
+	default:
+		t.Fatal("Start returned without ending the query")
+		return endOf{}
+	}
+}
+
+// TestStartWaitsInLineForRoom: with one connection of one slot, queries
+// started while it is taken wait in line and are written, in the order
+// they came, as answers free the slot; one whose deadline passes in line
+// ends with ErrDeadline without being sent.
+func TestStartWaitsInLineForRoom(t *testing.T) {
+	release := make(chan struct{})
+	srv := dottest.Start(t, dottest.Options{Hold: func(q *dns.Msg) {
+		if q.Question[0].Name == "first.example." {
+			<-release
+		}
+	}})
+	p, _ := openPool(t, srv, func(c *upstream.Config) { c.MaxConns, c.MaxInFlight, c.AttemptTimeout = 1, 1, time.Minute })
+	first := make(ended, 1)
+	p.Start(query(t, "first.example", 1), within(10*time.Second), first)
+	lapsed := make(ended, 1)
+	p.Start(query(t, "lapsed.example", 2), within(50*time.Millisecond), lapsed)
+	const n = 4
+	order := make(ended, n)
+	for i := range n {
+		p.Start(query(t, fmt.Sprintf("next%d.example", i), uint16(10+i)), within(10*time.Second), order)
+	}
+	if e := dottest.Await(t, lapsed, "the lapsed query's end"); !errors.Is(e.err, upstream.ErrDeadline) {
+		t.Fatalf("lapsed: err = %v, want ErrDeadline", e.err)
+	}
+	close(release)
+	if e := dottest.Await(t, first, "the first answer"); e.err != nil {
+		t.Fatal(e.err)
+	}
+	for i := range n {
+		e := dottest.Await(t, order, "an answer in line")
+		if e.err != nil {
+			t.Fatal(e.err)
+		}
+		if id := binary.BigEndian.Uint16(e.ans); id != uint16(10+i) {
+			t.Fatalf("answer %d is for query %d: the line was overtaken", i, id)
+		}
+	}
+	if got := srv.Queries(); got != 1+1+n {
+		t.Fatalf("server read %d queries, want %d: the opening one, first and the %d in line, not the lapsed one", got, 2+n, n)
 	}
 }
 
@@ -125,9 +196,7 @@ func TestStartDeadline(t *testing.T) {
 func TestStartEndsOnClose(t *testing.T) {
 	p := silencedPool(t)
 	done := make(ended, 1)
-	if !p.Start(query(t, "never.example", 1), within(time.Minute), done) {
-		t.Fatal("Start declined with a connection open")
-	}
+	p.Start(query(t, "never.example", 1), within(time.Minute), done)
 	p.Close()
 	if e := dottest.Await(t, done, "the end"); !errors.Is(e.err, upstream.ErrClosed) {
 		t.Fatalf("err = %v, want ErrClosed", e.err)
@@ -160,9 +229,7 @@ func TestStartHeldWaitsForFlush(t *testing.T) {
 	qs := make([][]byte, n)
 	for i := range qs {
 		qs[i] = query(t, fmt.Sprintf("held%d.example", i), uint16(i))
-		if !p.StartHeld(qs[i], within(5*time.Second), done) {
-			t.Fatal("StartHeld declined with a connection open")
-		}
+		p.StartHeld(qs[i], within(5*time.Second), done)
 	}
 	if got := srv.Queries(); got != 1 {
 		t.Fatalf("server read %d queries before Flush, want only the opening one", got)
@@ -189,8 +256,6 @@ func TestStartHeldWaitsForFlush(t *testing.T) {
 func startQuery(t *testing.T, p *upstream.Pool, q []byte, deadline time.Time) endOf {
 	t.Helper()
 	done := make(ended, 1)
-	if !p.Start(q, deadline, done) {
-		t.Fatal("Start declined with a connection open")
-	}
+	p.Start(q, deadline, done)
 	return dottest.Await(t, done, "the query's end")
 }
