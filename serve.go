@@ -21,13 +21,18 @@ import (
 	"github.com/lmittmann/tint"
 )
 
-// UDP queries take the path where none waits, and a burst leaves upstream
-// in one write, only if the balancer can start and hold queries.
-var _ proxy.BatchStarter = (*balance.Balancer)(nil)
-
-// Zone transfers over TCP pass through whole only if the balancer can pass
-// them on; without it they get NOTIMP.
-var _ proxy.Transferer = (*balance.Balancer)(nil)
+// The layers fit together as serve wires them; a signature that drifts
+// fails the build here rather than losing a path at run time.
+var (
+	_ balance.Upstream    = (*upstream.Pool)(nil)
+	_ balance.Transferrer = (*upstream.Pool)(nil)
+	_ balance.Observer    = (*emit.UpstreamMetrics)(nil)
+	_ upstream.Observer   = (*emit.UpstreamMetrics)(nil)
+	_ proxy.Resolver      = (*balance.Balancer)(nil)
+	// Zone transfers over TCP pass through whole only if the balancer
+	// can pass them on; without it they get NOTIMP.
+	_ proxy.Transferer = (*balance.Balancer)(nil)
+)
 
 // Stopping is bounded: from SIGTERM or SIGINT to exit dotproxy takes at
 // most QueryTimeout and a second, whatever the clients, the upstreams or
@@ -98,20 +103,20 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, hup <-chan os.Sig
 			return fmt.Errorf("%s: %w", env("TLS_CA_FILE"), err)
 		}
 	}
-	ups := make([]balance.Upstream, 0, len(cfg.Upstreams))
+	members := make([]balance.Member, 0, len(cfg.Upstreams))
 	for _, spec := range cfg.Upstreams {
-		um := metrics.Upstream(spec.Addr) // the name Pool.String gives balance and proxy
+		// An upstream's one identity, from its pool to the metrics of the
+		// answers it gives: bound here, handed along with it.
+		um := metrics.Upstream(spec.Addr)
 		p, err := upstream.New(cfg.upstreamConfig(spec, roots, um, log))
 		if err != nil {
 			return err
 		}
 		um.Watch(p)
 		pools = append(pools, p)
-		ups = append(ups, p)
+		members = append(members, balance.Member{Upstream: p, Observer: um})
 	}
-	bcfg := cfg.balanceConfig()
-	bcfg.Observer = metrics.Balance()
-	if bal, err = balance.New(ups, bcfg); err != nil {
+	if bal, err = balance.New(members, cfg.balanceConfig()); err != nil {
 		return err
 	}
 

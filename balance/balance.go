@@ -10,23 +10,46 @@ import (
 	"github.com/dotproxy/dotproxy/dnsmsg"
 )
 
-// Upstream is one resolver as balance sees it. *upstream.Pool implements it.
-// Its methods must be safe for concurrent use.
+// Upstream is one resolver as balance sees it. *upstream.Pool implements
+// it. Its methods must be safe for concurrent use.
 type Upstream interface {
-	// Exchange sends query and returns the answer, with the query's ID. It
-	// must not modify query nor read it once it has returned, and must
-	// return by deadline. The upstream owns the recovery of a single query
-	// (sending it again when a connection dies or a query is lost), within
-	// Config.AttemptTimeout, the least time balance gives an attempt. An error
-	// that reports Timeout (on the error itself, not a cause it wraps)
-	// means that this query was slow or lost, not that the upstream is
-	// broken: it does not mark the upstream down. Any other error does.
-	Exchange(query []byte, deadline time.Time) ([]byte, error)
+	// Start sends query and returns at once; done is told the answer,
+	// with the query's ID, or the error, exactly once, by deadline, from
+	// whichever goroutine ends the query (possibly this one, before Start
+	// returns). Start never declines: an upstream with no room queues. It
+	// must not modify query, which stays unchanged until done is told.
+	// The upstream owns the recovery of a single query (sending it again
+	// when a connection dies or a query is lost), within
+	// Config.AttemptTimeout, the least time balance gives an attempt. An
+	// error that reports Timeout (on the error itself, not a cause it
+	// wraps) means that this query was slow or lost, not that the
+	// upstream is broken: it does not mark the upstream down. Any other
+	// error does.
+	Start(query []byte, deadline time.Time, done Done)
+	// StartHeld is Start, except that the query may wait unwritten until
+	// Flush.
+	StartHeld(query []byte, deadline time.Time, done Done)
+	// Flush writes the queries that StartHeld left waiting.
+	Flush()
 	// InFlight reports the queries waiting for an answer from the
 	// upstream: the one count that least_outstanding compares.
 	InFlight() int
-	// String names the upstream in logs and metrics.
-	String() string
+}
+
+// Done receives the end of one attempt, as an Upstream tells it; the same
+// type as upstream.Done.
+type Done = interface {
+	ExchangeDone(answer []byte, err error)
+}
+
+// Member is one upstream with what is bound to it when it is built: the
+// Observer of its events, which also names it, and which Resolved hands
+// back as the upstream that answered a query.
+type Member struct {
+	Upstream Upstream
+	// Observer receives this upstream's events and names it. Nil means
+	// NopObserver, named after the Upstream if it is a fmt.Stringer.
+	Observer Observer
 }
 
 // Balancer sends each query to an upstream chosen by its policy, keeps track
@@ -37,8 +60,8 @@ type Upstream interface {
 // Health works the same under every policy. An attempt that fails with an
 // error that is not a timeout (see Upstream) marks its upstream down at once:
 // its connections fail, so it is broken, not slow. Slow attempts (timed out,
-// or answered after AttemptTimeout) mark it down only when maxSlowRun come in a
-// row, with no quicker answer in between. A down upstream gets no
+// or answered after AttemptTimeout) mark it down only when maxSlowRun come
+// in a row, with no quicker answer in between. A down upstream gets no
 // client queries; it is probed in the background after FirstBackoff, then
 // after waits that double up to ProbeMaxBackoff, and comes back on the first
 // answer to a probe. When every upstream a query could go to is down, it
@@ -47,7 +70,6 @@ type Balancer struct {
 	hosts    []host
 	policy   Policy
 	cfg      Config
-	obs      Observer
 	probeMsg []byte
 
 	// next is the round-robin position.
@@ -55,29 +77,28 @@ type Balancer struct {
 	// rnd returns uniformly random bits; it must be safe for concurrent use.
 	rnd func() uint64
 
-	// canStart reports that Start can send queries: hedging is off and
-	// every upstream is a starter.
-	canStart bool
+	// hedging is set when a slow query may go to a second upstream.
+	hedging bool
 
 	closed atomic.Bool
-	// wg counts the scheduled timers, running probes and hedged attempts.
+	// wg counts the scheduled health timers and the probes running.
 	wg sync.WaitGroup
 }
 
-// New returns a Balancer over ups, which must hold between 1 and
+// New returns a Balancer over members, which must hold between 1 and
 // MaxUpstreams upstreams, in the order Failover uses. It fails if
 // cfg.Validate does.
-func New(ups []Upstream, cfg Config) (*Balancer, error) {
-	return newBalancer(ups, cfg, rand.Uint64)
+func New(members []Member, cfg Config) (*Balancer, error) {
+	return newBalancer(members, cfg, rand.Uint64)
 }
 
 // newBalancer is New with the source of random numbers chosen.
-func newBalancer(ups []Upstream, cfg Config, rnd func() uint64) (*Balancer, error) {
+func newBalancer(members []Member, cfg Config, rnd func() uint64) (*Balancer, error) {
 	switch {
-	case len(ups) == 0:
+	case len(members) == 0:
 		return nil, ErrNoUpstream
-	case len(ups) > MaxUpstreams:
-		return nil, fmt.Errorf("%w: %d, at most %d", ErrTooManyUpstreams, len(ups), MaxUpstreams)
+	case len(members) > MaxUpstreams:
+		return nil, fmt.Errorf("%w: %d, at most %d", ErrTooManyUpstreams, len(members), MaxUpstreams)
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -88,58 +109,47 @@ func newBalancer(ups []Upstream, cfg Config, rnd func() uint64) (*Balancer, erro
 		return nil, err
 	}
 	b := &Balancer{
-		hosts:    make([]host, len(ups)),
+		hosts:    make([]host, len(members)),
 		policy:   cfg.Policy,
 		cfg:      cfg,
-		obs:      cfg.Observer,
 		probeMsg: probe,
 		rnd:      rnd,
+		hedging:  cfg.HedgeAfter > 0 && len(members) > 1,
 	}
-	b.canStart = cfg.HedgeAfter == 0 || len(ups) == 1
-	for i, u := range ups {
-		b.hosts[i].up = u
-		b.hosts[i].name = u.String()
-		b.hosts[i].starter, _ = u.(starter)
-		b.hosts[i].holder, _ = u.(holder)
-		b.canStart = b.canStart && b.hosts[i].starter != nil
+	for i, m := range members {
+		h := &b.hosts[i]
+		h.up, h.obs = m.Upstream, m.Observer
+		if h.obs == nil {
+			h.obs = nopNamed(m.Upstream)
+		}
 	}
 	return b, nil
 }
 
-// Resolve sends query to an upstream chosen by the policy and returns the
-// answer and the upstream that gave it, as given to New, so that a caller
-// can find what it keeps per upstream on the value itself rather than by
-// its name. An answer is returned
-// whatever its rcode; SERVFAIL from an upstream is not retried. When an
-// attempt fails, the query goes to another upstream, up to MaxRetries times,
-// until deadline; with HedgeAfter set, a query still unanswered after that
-// long also goes to a second upstream. It implements proxy.Resolver.
+// Resolve is Start, waited for: it returns the answer and the Observer of
+// the upstream that gave it, or the error. query may be reused once it
+// returns. It is for callers that may block, such as tests and tools; the
+// proxy uses Start.
 func (b *Balancer) Resolve(query []byte, deadline time.Time) ([]byte, fmt.Stringer, error) {
-	if b.cfg.HedgeAfter > 0 && len(b.hosts) > 1 {
-		return b.resolveHedged(query, deadline)
-	}
-	var tried uint64
-	return b.resolveFrom(query, deadline, &tried, 0, errDeadline)
+	// A channel of its own, not a pooled one: a caller inside a
+	// testing/synctest bubble may wait only on the bubble's channels.
+	w := waiter{ch: make(chan resolution, 1)}
+	b.Start(query, deadline, w)
+	r := <-w.ch
+	return r.answer, r.from, r.err
 }
 
-// resolveFrom makes a query's attempts from the n-th on, given the
-// upstreams it tried and the error of its last attempt.
-func (b *Balancer) resolveFrom(query []byte, deadline time.Time, tried *uint64, n int, err error) ([]byte, fmt.Stringer, error) {
-	for ; n <= b.cfg.MaxRetries; n++ {
-		now := time.Now()
-		if !now.Before(deadline) {
-			break
-		}
-		h := b.choose(tried)
-		if n > 0 {
-			b.obs.Retried(h.name)
-		}
-		var ans []byte
-		if ans, err = b.attempt(h, query, b.share(now, deadline, b.cfg.MaxRetries-n)); err == nil {
-			return ans, h.up, nil
-		}
-	}
-	return nil, nil, err
+// waiter is the Finisher of a query sent by Resolve, which waits for it.
+type waiter struct{ ch chan resolution }
+
+type resolution struct {
+	answer []byte
+	from   fmt.Stringer
+	err    error
+}
+
+func (w waiter) Resolved(answer []byte, from fmt.Stringer, err error) {
+	w.ch <- resolution{answer, from, err}
 }
 
 // choose returns the upstream for the next attempt of a query that has
@@ -163,19 +173,6 @@ func (b *Balancer) all() uint64 {
 	return (uint64(1) << len(b.hosts)) - 1
 }
 
-// attempt sends query to h once and does the bookkeeping: served count,
-// latency, and health. A timeout (see Upstream), or an answer after
-// AttemptTimeout, leaves h up unless it is the maxSlowRun-th such attempt in a
-// row: a slow name at a resolver that answers others is normal for a cold
-// cache, a run of them is an overloaded resolver.
-func (b *Balancer) attempt(h *host, query []byte, deadline time.Time) ([]byte, error) {
-	wasDown := h.state.Load() == stateDown
-	h.served.Add(1)
-	start := time.Now()
-	ans, err := h.up.Exchange(query, deadline)
-	return ans, b.settle(h, wasDown, time.Since(start), err)
-}
-
 // settle does the bookkeeping of an attempt on h that took elapsed and
 // ended with err, and returns err named after h.
 func (b *Balancer) settle(h *host, wasDown bool, elapsed time.Duration, err error) error {
@@ -194,10 +191,10 @@ func (b *Balancer) settle(h *host, wasDown bool, elapsed time.Duration, err erro
 	if isTimeout(err) {
 		h.observe(elapsed) // at least this slow
 		b.slow(h)
-		return fmt.Errorf("%s: %w", h.name, err)
+		return fmt.Errorf("%s: %w", h.obs, err)
 	}
 	b.fail(h)
-	return fmt.Errorf("%s: %w", h.name, err)
+	return fmt.Errorf("%s: %w", h.obs, err)
 }
 
 // share returns the deadline of an attempt that left more attempts may
@@ -232,10 +229,10 @@ func isTimeout(err error) bool {
 	return ok && t.Timeout()
 }
 
-// Close stops the background probes and waits for the probes and hedged
-// attempts still running, which end by their deadlines, or at once when the
-// upstreams are closed first. Resolve still works after Close, without
-// probes. The upstreams are the caller's to close.
+// Close stops the background probes and waits for the probes still
+// running, which end by their deadlines, or at once when the upstreams are
+// closed first. Start still works after Close, without probes. The
+// upstreams are the caller's to close.
 func (b *Balancer) Close() error {
 	if b.closed.Swap(true) {
 		return nil

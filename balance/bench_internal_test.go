@@ -12,17 +12,17 @@ type staticUpstream struct {
 	ans  []byte
 }
 
-func (s *staticUpstream) Exchange([]byte, time.Time) ([]byte, error) { return s.ans, nil }
+func (s *staticUpstream) Start(_ []byte, _ time.Time, done Done)     { done.ExchangeDone(s.ans, nil) }
+func (s *staticUpstream) StartHeld(q []byte, d time.Time, done Done) { s.Start(q, d, done) }
+func (s *staticUpstream) Flush()                                     {}
 func (s *staticUpstream) InFlight() int                              { return 0 }
 func (s *staticUpstream) String() string                             { return s.name }
 
 func benchBalancer(b *testing.B, p Policy) *Balancer {
 	b.Helper()
 	ans := reply(testQuery, 0)
-	ups := []Upstream{
-		&staticUpstream{"u0", ans}, &staticUpstream{"u1", ans}, &staticUpstream{"u2", ans},
-	}
-	bal, err := New(ups, Config{Policy: p, MaxRetries: 2})
+	ups := []*staticUpstream{{"u0", ans}, {"u1", ans}, {"u2", ans}}
+	bal, err := New(members(ups), Config{Policy: p, MaxRetries: 2})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -77,9 +77,6 @@ type Config struct {
 	// overloaded resolver answers late rather than not at all). Zero means
 	// upstream.DefaultAttemptTimeout.
 	AttemptTimeout time.Duration
-
-	// Observer receives events; nil means NopObserver.
-	Observer Observer
 }
 
 // Validate reports the first field out of range, wrapping ErrInvalidConfig
@@ -131,9 +128,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.AttemptTimeout == 0 {
 		c.AttemptTimeout = upstream.DefaultAttemptTimeout
-	}
-	if c.Observer == nil {
-		c.Observer = NopObserver{}
 	}
 	return c
 }

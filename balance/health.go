@@ -31,7 +31,7 @@ func (b *Balancer) fail(h *host) {
 	gen := h.gen
 	b.scheduleLocked(h, b.backoff(h.level), func() { b.probe(h, gen) })
 	h.mu.Unlock()
-	b.obs.HealthChanged(h.name, false)
+	h.obs.HealthChanged(false)
 }
 
 // answeredWhileDown brings h back after a client query that was sent to it
@@ -44,7 +44,7 @@ func (b *Balancer) answeredWhileDown(h *host) {
 	}
 	b.recoverLocked(h)
 	h.mu.Unlock()
-	b.obs.HealthChanged(h.name, true)
+	h.obs.HealthChanged(true)
 }
 
 // probeAnswered brings h back after the probe started in generation gen got
@@ -57,7 +57,7 @@ func (b *Balancer) probeAnswered(h *host, gen uint64) {
 	}
 	b.recoverLocked(h)
 	h.mu.Unlock()
-	b.obs.HealthChanged(h.name, true)
+	h.obs.HealthChanged(true)
 }
 
 // recoverLocked moves h from down into probation. h.mu must be held.
@@ -77,10 +77,28 @@ func (b *Balancer) endProbation(h *host, gen uint64) {
 	}
 }
 
-// probe sends the probe query to h, which is down, and brings it back on
-// any answer or schedules the next probe with a doubled wait.
+// probe sends the probe query to h, which is down; probed takes its end.
+// The probe counts in b.wg until then, so that Close waits for it.
 func (b *Balancer) probe(h *host, gen uint64) {
-	_, err := h.up.Exchange(b.probeMsg, time.Now().Add(b.cfg.ProbeTimeout))
+	b.wg.Add(1)
+	h.up.Start(b.probeMsg, time.Now().Add(b.cfg.ProbeTimeout), &prober{b: b, h: h, gen: gen})
+}
+
+// prober is the Done of one probe.
+type prober struct {
+	b   *Balancer
+	h   *host
+	gen uint64
+}
+
+// ExchangeDone brings the probed upstream back on any answer, or schedules
+// the next probe with a doubled wait.
+func (p *prober) ExchangeDone(_ []byte, err error) {
+	defer p.b.wg.Done()
+	p.b.probed(p.h, p.gen, err)
+}
+
+func (b *Balancer) probed(h *host, gen uint64, err error) {
 	if err == nil {
 		b.probeAnswered(h, gen)
 		return

@@ -12,7 +12,7 @@ func TestRetryOnAnotherUpstream(t *testing.T) {
 	fakes := testPool(3)
 	fakes[0].set(refuse)
 	obs := newRecorder()
-	b := newTestBalancer(t, fakes, Config{Policy: Failover, MaxRetries: 2, Observer: obs})
+	b := newTestBalancer(t, fakes, Config{Policy: Failover, MaxRetries: 2}, obs)
 	if got := resolve(t, b); got != "u1" {
 		t.Errorf("answered by %s, want u1", got)
 	}
@@ -61,7 +61,7 @@ func TestAnswerIsNotRetried(t *testing.T) {
 	fakes := testPool(2)
 	fakes[0].set(servfail)
 	obs := newRecorder()
-	b := newTestBalancer(t, fakes, Config{Policy: Failover, MaxRetries: 2, Observer: obs})
+	b := newTestBalancer(t, fakes, Config{Policy: Failover, MaxRetries: 2}, obs)
 	ans, up, err := b.Resolve(testQuery, far())
 	name := nameOf(up)
 	if err != nil || name != "u0" || ans[3]&0x0F != 2 {
@@ -78,7 +78,7 @@ func TestSlowAnswerIsNotFailure(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fakes := []*fakeUpstream{newFake("u0", answerAfter(1200*time.Millisecond)), newFake("u1", answer)}
 		obs := newRecorder()
-		b := newTestBalancer(t, fakes, Config{Policy: Failover, MaxRetries: 2, Observer: obs})
+		b := newTestBalancer(t, fakes, Config{Policy: Failover, MaxRetries: 2}, obs)
 		_, up, err := b.Resolve(testQuery, time.Now().Add(4*time.Second))
 		name := nameOf(up)
 		if err != nil || name != "u0" {
@@ -99,7 +99,7 @@ func TestBrokenConnectionFailsOver(t *testing.T) {
 		fakes := testPool(3)
 		fakes[0].set(silentFor(1500 * time.Millisecond))
 		obs := newRecorder()
-		b := newTestBalancer(t, fakes, Config{Policy: Failover, MaxRetries: 2, Observer: obs})
+		b := newTestBalancer(t, fakes, Config{Policy: Failover, MaxRetries: 2}, obs)
 		_, up, err := b.Resolve(testQuery, time.Now().Add(4*time.Second))
 		name := nameOf(up)
 		if err != nil || name != "u1" {
@@ -119,7 +119,7 @@ func TestDeadlineIsNotFailure(t *testing.T) {
 		fakes := testPool(1)
 		fakes[0].set(stall)
 		obs := newRecorder()
-		b := newTestBalancer(t, fakes, Config{Observer: obs})
+		b := newTestBalancer(t, fakes, Config{}, obs)
 		_, _, err := b.Resolve(testQuery, time.Now().Add(time.Second))
 		if !isTimeout(err) && !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("Resolve error = %v, want a timeout", err)
@@ -150,8 +150,8 @@ func TestHedgeFollowsFastUpstream(t *testing.T) {
 		}
 		obs := newRecorder()
 		b := newTestBalancer(t, fakes, Config{
-			Policy: Failover, MaxRetries: 1, HedgeAfter: 20 * time.Millisecond, Observer: obs,
-		})
+			Policy: Failover, MaxRetries: 1, HedgeAfter: 20 * time.Millisecond,
+		}, obs)
 		for range 3 {
 			if got := resolve(t, b); got != "fast" {
 				t.Fatalf("answered by %s, want fast", got)
@@ -198,7 +198,7 @@ func TestHedgeNotSentWhenFirstIsFast(t *testing.T) {
 			newFake("u1", answerAfter(time.Millisecond)),
 		}
 		obs := newRecorder()
-		b := newTestBalancer(t, fakes, Config{Policy: Failover, HedgeAfter: 20 * time.Millisecond, Observer: obs})
+		b := newTestBalancer(t, fakes, Config{Policy: Failover, HedgeAfter: 20 * time.Millisecond}, obs)
 		for range 10 {
 			resolve(t, b)
 		}
@@ -215,8 +215,8 @@ func TestHedgedRetry(t *testing.T) {
 		fakes[0].set(refuse)
 		obs := newRecorder()
 		b := newTestBalancer(t, fakes, Config{
-			Policy: Failover, MaxRetries: 2, HedgeAfter: time.Second, Observer: obs,
-		})
+			Policy: Failover, MaxRetries: 2, HedgeAfter: time.Second,
+		}, obs)
 		if got := resolve(t, b); got != "u1" {
 			t.Errorf("answered by %s, want u1", got)
 		}
@@ -237,8 +237,8 @@ func TestProbeBackoffAndRecovery(t *testing.T) {
 		fakes[0].set(refuse)
 		obs := newRecorder()
 		b := newTestBalancer(t, fakes, Config{
-			Policy: RoundRobin, MaxRetries: 1, ProbeMaxBackoff: time.Second, Observer: obs,
-		})
+			Policy: RoundRobin, MaxRetries: 1, ProbeMaxBackoff: time.Second,
+		}, obs)
 		resolve(t, b)
 		resolve(t, b)
 		if e := obs.next(t); e != (event{"u0", false}) {
@@ -289,8 +289,8 @@ func TestBackoffGrowsUntilQuiet(t *testing.T) {
 		fakes[0].probed = make(chan bool, 16)
 		obs := newRecorder()
 		b := newTestBalancer(t, fakes, Config{
-			Policy: Failover, MaxRetries: 1, ProbeResetAfter: 10 * time.Second, Observer: obs,
-		})
+			Policy: Failover, MaxRetries: 1, ProbeResetAfter: 10 * time.Second,
+		}, obs)
 		// failAndRecover makes u0 fail one query, lets its next probe
 		// answer, and returns how long u0 was down.
 		failAndRecover := func() time.Duration {
@@ -333,8 +333,8 @@ func TestAllDownTriesLeastRecentlyFailed(t *testing.T) {
 		fakes := testPool(3)
 		obs := newRecorder()
 		b := newTestBalancer(t, fakes, Config{
-			Policy: RoundRobin, ProbeMaxBackoff: time.Hour, Observer: obs,
-		})
+			Policy: RoundRobin, ProbeMaxBackoff: time.Hour,
+		}, obs)
 		// Fail them in the order u1, u2, u0, a millisecond apart.
 		for _, i := range []int{1, 2, 0} {
 			b.fail(&b.hosts[i])

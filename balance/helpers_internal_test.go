@@ -88,6 +88,8 @@ type fakeUpstream struct {
 	finished atomic.Int64
 	// inflight counts exchanges under way, probes included, as a pool does.
 	inflight atomic.Int64
+	// started counts the queries started, probes included.
+	started atomic.Int64
 	// probed, when set, receives each probe's outcome: whether it answered.
 	probed chan bool
 }
@@ -105,6 +107,19 @@ func (f *fakeUpstream) set(act behaviour) { f.act.Store(&act) }
 func (f *fakeUpstream) String() string { return f.name }
 
 func (f *fakeUpstream) InFlight() int { return int(f.inflight.Load()) }
+
+// Start runs the fake's behaviour in a goroutine of its own, as a pool's
+// reader would tell done from its own.
+func (f *fakeUpstream) Start(q []byte, deadline time.Time, done Done) {
+	f.started.Add(1)
+	go func() { done.ExchangeDone(f.Exchange(q, deadline)) }()
+}
+
+// StartHeld is Start: the fake writes nothing to hold.
+func (f *fakeUpstream) StartHeld(q []byte, deadline time.Time, done Done) { f.Start(q, deadline, done) }
+
+// Flush implements Upstream.
+func (f *fakeUpstream) Flush() {}
 
 // Exchange runs the fake's behaviour with a context that ends at deadline.
 func (f *fakeUpstream) Exchange(q []byte, deadline time.Time) ([]byte, error) {
@@ -150,15 +165,28 @@ func seeded(seed uint64) func() uint64 {
 	}
 }
 
-// newTestBalancer builds a Balancer over fakes with a seeded source, tells
-// the fakes its probe, and closes it when the test ends.
-func newTestBalancer(tb testing.TB, fakes []*fakeUpstream, cfg Config) *Balancer {
-	tb.Helper()
-	ups := make([]Upstream, len(fakes))
-	for i, f := range fakes {
-		ups[i] = f
+// members makes the fakes, or any upstreams, members of a Balancer, each
+// bound to obs under its name when obs is given.
+func members[U interface {
+	Upstream
+	fmt.Stringer
+}](ups []U, obs ...*recorder) []Member {
+	ms := make([]Member, len(ups))
+	for i, u := range ups {
+		ms[i].Upstream = u
+		if len(obs) > 0 {
+			ms[i].Observer = obs[0].bind(u.String())
+		}
 	}
-	b, err := newBalancer(ups, cfg, seeded(1))
+	return ms
+}
+
+// newTestBalancer builds a Balancer over fakes with a seeded source, each
+// fake bound to obs when given, tells the fakes its probe, and closes it
+// when the test ends.
+func newTestBalancer(tb testing.TB, fakes []*fakeUpstream, cfg Config, obs ...*recorder) *Balancer {
+	tb.Helper()
+	b, err := newBalancer(members(fakes, obs...), cfg, seeded(1))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -186,13 +214,23 @@ type recorder struct {
 	health  chan event
 }
 
-var _ Observer = (*recorder)(nil)
-
 func newRecorder() *recorder { return &recorder{health: make(chan event, 1024)} }
 
-func (r *recorder) Retried(string)                  { r.retried.Add(1) }
-func (r *recorder) Hedged(string)                   { r.hedged.Add(1) }
-func (r *recorder) HealthChanged(u string, up bool) { r.health <- event{u, up} }
+// bind returns the Observer of one upstream, which reports to r.
+func (r *recorder) bind(name string) Observer { return &bound{r, name} }
+
+// bound is a recorder bound to one upstream.
+type bound struct {
+	r    *recorder
+	name string
+}
+
+var _ Observer = (*bound)(nil)
+
+func (o *bound) String() string        { return o.name }
+func (o *bound) Retried()              { o.r.retried.Add(1) }
+func (o *bound) Hedged()               { o.r.hedged.Add(1) }
+func (o *bound) HealthChanged(up bool) { o.r.health <- event{o.name, up} }
 
 // next returns the next health change, failing the test if none is pending.
 func (r *recorder) next(tb testing.TB) event {

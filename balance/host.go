@@ -35,10 +35,8 @@ const latencyWeight = 8
 // read on every query and written without a lock; the health fields below
 // mu change only on failures and recoveries. A host must not be copied.
 type host struct {
-	up      Upstream
-	starter starter // up, if it can start a query; nil otherwise
-	holder  holder  // up, if it can also hold queries until Flush
-	name    string
+	up  Upstream
+	obs Observer // bound to up; names it
 
 	state    atomic.Int32
 	served   atomic.Int64 // attempts ever started, probes excluded

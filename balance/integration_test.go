@@ -39,11 +39,22 @@ type counted struct {
 	clients atomic.Int64
 }
 
-func (c *counted) Exchange(q []byte, deadline time.Time) ([]byte, error) {
+func (c *counted) Start(q []byte, deadline time.Time, done balance.Done) {
+	c.count(q)
+	c.Upstream.Start(q, deadline, done)
+}
+
+func (c *counted) StartHeld(q []byte, deadline time.Time, done balance.Done) {
+	c.count(q)
+	c.Upstream.StartHeld(q, deadline, done)
+}
+
+func (c *counted) String() string { return c.Upstream.(fmt.Stringer).String() }
+
+func (c *counted) count(q []byte) {
 	if !bytes.Contains(q, probeWire) {
 		c.clients.Add(1)
 	}
-	return c.Upstream.Exchange(q, deadline)
 }
 
 // healthEvents is an Observer that delivers health changes on a channel.
@@ -54,9 +65,18 @@ type healthEvent struct {
 	up       bool
 }
 
-func (healthEvents) Retried(string)                    {}
-func (healthEvents) Hedged(string)                     {}
-func (h healthEvents) HealthChanged(u string, up bool) { h <- healthEvent{u, up} }
+// bind returns the Observer of the upstream named name.
+func (h healthEvents) bind(name string) balance.Observer { return boundEvents{h, name} }
+
+type boundEvents struct {
+	h    healthEvents
+	name string
+}
+
+func (b boundEvents) String() string        { return b.name }
+func (boundEvents) Retried()                {}
+func (boundEvents) Hedged()                 {}
+func (b boundEvents) HealthChanged(up bool) { b.h <- healthEvent{b.name, up} }
 
 // cluster is three DoT servers sharing one CA, a pool for each, and a
 // Balancer over the pools.
@@ -74,7 +94,7 @@ func newCluster(t *testing.T, policy balance.Policy) *cluster {
 	t.Helper()
 	ca := dottest.NewCA(t)
 	c := &cluster{t: t, leaf: ca.Leaf(t, "dns.test"), events: make(healthEvents, 1024)}
-	ups := make([]balance.Upstream, 3)
+	ups := make([]balance.Member, 3)
 	for i := range c.servers {
 		c.servers[i] = dottest.Start(t, dottest.Options{Cert: &c.leaf})
 		p, err := upstream.New(upstream.Config{
@@ -88,7 +108,7 @@ func newCluster(t *testing.T, policy balance.Policy) *cluster {
 		}
 		t.Cleanup(func() { p.Close() })
 		c.ups[i] = &counted{Upstream: p}
-		ups[i] = c.ups[i]
+		ups[i] = balance.Member{Upstream: c.ups[i], Observer: c.events.bind(p.String())}
 	}
 	bal, err := balance.New(ups, balance.Config{
 		Policy:          policy,
@@ -96,7 +116,6 @@ func newCluster(t *testing.T, policy balance.Policy) *cluster {
 		ProbeName:       probeName,
 		ProbeTimeout:    500 * time.Millisecond,
 		ProbeMaxBackoff: 200 * time.Millisecond,
-		Observer:        c.events,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -107,7 +107,7 @@ func TestNewRejects(t *testing.T) {
 	if _, err := balance.New(nil, balance.Config{}); !errors.Is(err, balance.ErrNoUpstream) {
 		t.Errorf("New(nil) error = %v, want ErrNoUpstream", err)
 	}
-	ups := make([]balance.Upstream, balance.MaxUpstreams+1)
+	ups := make([]balance.Member, balance.MaxUpstreams+1)
 	if _, err := balance.New(ups, balance.Config{}); !errors.Is(err, balance.ErrTooManyUpstreams) {
 		t.Errorf("New(65 upstreams) error = %v, want ErrTooManyUpstreams", err)
 	}

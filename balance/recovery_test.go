@@ -1,7 +1,6 @@
 package balance_test
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -55,10 +54,7 @@ func (p *pair) resolve(t *testing.T, wire []byte) ([]byte, fmt.Stringer, error) 
 		return p.bal.Resolve(wire, deadline)
 	}
 	fin := make(finished, 1)
-	if !p.bal.Start(wire, deadline, fin) {
-		t.Error("Start declined: the pools cannot start queries")
-		return nil, nil, errors.New("declined")
-	}
+	p.bal.Start(wire, deadline, fin)
 	r := dottest.Await(t, fin, "the query's end")
 	return r.ans, r.from, r.err
 }
@@ -66,7 +62,7 @@ func (p *pair) resolve(t *testing.T, wire []byte) ([]byte, fmt.Stringer, error) 
 func newPair(t *testing.T, start bool, attempt time.Duration, servers ...*dottest.Server) *pair {
 	t.Helper()
 	p := &pair{events: make(healthEvents, 64), start: start}
-	var ups []balance.Upstream
+	var ups []balance.Member
 	for _, srv := range servers {
 		pool, err := upstream.New(upstream.Config{
 			Addr:           srv.Addr,
@@ -80,7 +76,7 @@ func newPair(t *testing.T, start bool, attempt time.Duration, servers ...*dottes
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { pool.Close() })
-		ups = append(ups, pool)
+		ups = append(ups, balance.Member{Upstream: pool, Observer: p.events.bind(pool.String())})
 		p.names = append(p.names, pool.String())
 	}
 	bal, err := balance.New(ups, balance.Config{
@@ -89,7 +85,6 @@ func newPair(t *testing.T, start bool, attempt time.Duration, servers ...*dottes
 		ProbeName:       probeName,
 		ProbeMaxBackoff: 200 * time.Millisecond,
 		AttemptTimeout:  attempt,
-		Observer:        p.events,
 	})
 	if err != nil {
 		t.Fatal(err)

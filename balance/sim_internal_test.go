@@ -101,6 +101,14 @@ func (s *simUpstream) InFlight() int {
 	return s.inflight
 }
 
+func (s *simUpstream) Start(q []byte, deadline time.Time, done Done) {
+	go func() { done.ExchangeDone(s.Exchange(q, deadline)) }()
+}
+
+func (s *simUpstream) StartHeld(q []byte, deadline time.Time, done Done) { s.Start(q, deadline, done) }
+
+func (s *simUpstream) Flush() {}
+
 func (s *simUpstream) Exchange(q []byte, deadline time.Time) ([]byte, error) {
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
@@ -132,17 +140,14 @@ func (s *simUpstream) Exchange(q []byte, deadline time.Time) ([]byte, error) {
 }
 
 // countingObserver counts the attempts beyond the first, retries and
-// hedges, and passes every event on to next.
+// hedges, of every upstream it is bound to.
 type countingObserver struct {
-	n    atomic.Int64
-	next Observer
+	n *atomic.Int64
+	NopObserver
 }
 
-func (c *countingObserver) Retried(u string) { c.n.Add(1); c.next.Retried(u) }
-func (c *countingObserver) Hedged(u string)  { c.n.Add(1); c.next.Hedged(u) }
-func (c *countingObserver) HealthChanged(u string, up bool) {
-	c.next.HealthChanged(u, up)
-}
+func (c countingObserver) Retried() { c.n.Add(1) }
+func (c countingObserver) Hedged()  { c.n.Add(1) }
 
 type simScenario struct {
 	name   string
@@ -187,21 +192,17 @@ func simulate(t *testing.T, sc simScenario, cfg Config, seed uint64) simResult {
 	var res simResult
 	synctest.Test(t, func(t *testing.T) {
 		start := time.Now()
-		ups := make([]Upstream, 3)
+		var extra atomic.Int64
+		ms := make([]Member, 3)
 		sims := make([]*simUpstream, 3)
 		for i, m := range sc.models {
 			sims[i] = &simUpstream{
 				name: fmt.Sprintf("u%d", i), model: m, start: start,
 				r: rand.New(rand.NewPCG(seed, uint64(i))),
 			}
-			ups[i] = sims[i]
+			ms[i] = Member{Upstream: sims[i], Observer: countingObserver{&extra, NopObserver{sims[i].name}}}
 		}
-		obs := &countingObserver{next: cfg.Observer}
-		if obs.next == nil {
-			obs.next = NopObserver{}
-		}
-		cfg.Observer = obs
-		b, err := newBalancer(ups, cfg, seeded(seed))
+		b, err := newBalancer(ms, cfg, seeded(seed))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -231,7 +232,7 @@ func simulate(t *testing.T, sc simScenario, cfg Config, seed uint64) simResult {
 		slices.Sort(lat)
 		pct := func(q float64) time.Duration { return lat[int(q*float64(len(lat)-1))] }
 		res.p50, res.p99, res.p999 = pct(0.5), pct(0.99), pct(0.999)
-		res.extra = float64(obs.n.Load()) / float64(len(lat)+res.failed)
+		res.extra = float64(extra.Load()) / float64(len(lat)+res.failed)
 		for i, n := range answeredBy {
 			res.share[i] = float64(n) / float64(len(lat))
 		}

@@ -1,149 +1,215 @@
 package balance
 
 import (
+	"bytes"
 	"fmt"
 	"sync"
 	"time"
 )
 
-// Finisher receives the end of a query sent by Balancer.Start: what Resolve
-// would have returned. It is an alias of an unnamed interface, so that the
-// package that hands queries in names the same type without importing this
-// one.
+// Finisher receives the end of a query sent by Balancer.Start: the answer
+// and the Observer of the upstream that gave it, or the error. It is an
+// alias of an unnamed interface, so that the package that hands queries in
+// names the same type without importing this one.
 type Finisher = interface {
 	Resolved(answer []byte, upstream fmt.Stringer, err error)
 }
 
-// exchangeDone is what an upstream that can start a query tells when it
-// ends; the same type as upstream.Done.
-type exchangeDone = interface {
-	ExchangeDone(answer []byte, err error)
-}
-
-// starter is an Upstream that can also send a query without the caller
-// waiting for its answer, as *upstream.Pool does. Start returns false,
-// having sent nothing, when it cannot do so right now.
-type starter interface {
-	Start(query []byte, deadline time.Time, done exchangeDone) bool
-}
-
-// holder is a starter that can also leave queries unwritten until Flush,
-// as *upstream.Pool does.
-type holder interface {
-	StartHeld(query []byte, deadline time.Time, done exchangeDone) bool
-	Flush()
-}
-
-// Start resolves query as Resolve does, but returns at once: fin is told the
-// answer or the error, exactly once, from another goroutine or, when the
-// query fails as it is sent, from this one before Start returns. query must
-// stay unchanged until then. Start returns false, having done nothing, when
-// it cannot resolve without waiting: with hedging on, or when an upstream
-// cannot start queries; the caller then uses Resolve.
+// Start sends query to an upstream chosen by the policy and returns at once;
+// fin is told the answer, whatever its rcode, and the Observer of the
+// upstream that gave it, or the error, exactly once, by whichever goroutine
+// ends the query: an upstream connection's reader, a timer, or this one
+// before Start returns. query must stay unchanged until then. SERVFAIL from
+// an upstream is an answer, not retried. When an attempt fails, the query
+// goes to another upstream, up to MaxRetries times, until deadline; with
+// HedgeAfter set, a query still unanswered after that long also goes to a
+// second upstream that is up, and the first answer wins.
 //
-// The first attempt goes out from the caller's goroutine and its answer is
-// handed on by the goroutine that read it, so that a query costs no
-// goroutine of its own. Whatever must wait (a connection to open, a retry
-// after a failure) runs in a goroutine of its own, as Resolve would.
-func (b *Balancer) Start(query []byte, deadline time.Time, fin Finisher) bool {
-	return b.start(query, deadline, fin, false)
+// It is the only way a query enters the Balancer: no goroutine waits for a
+// query, and every attempt, retry and hedge is started by the goroutine that
+// ended the one before, or by the hedge's timer.
+func (b *Balancer) Start(query []byte, deadline time.Time, fin Finisher) {
+	b.start(query, deadline, fin, false)
 }
 
-// StartHeld is Start, except that the query may wait unwritten until
-// Flush, so that a burst of queries leaves in as few writes as it can.
-// The caller must call Flush before it waits for anything.
-func (b *Balancer) StartHeld(query []byte, deadline time.Time, fin Finisher) bool {
-	return b.start(query, deadline, fin, true)
+// StartHeld is Start, except that the first attempt may wait unwritten
+// until Flush, so that a burst of queries leaves in as few writes as it
+// can. The caller must call Flush before it waits for anything.
+func (b *Balancer) StartHeld(query []byte, deadline time.Time, fin Finisher) {
+	b.start(query, deadline, fin, true)
 }
 
 // Flush writes the queries that StartHeld left waiting.
 func (b *Balancer) Flush() {
 	for i := range b.hosts {
-		if h := b.hosts[i].holder; h != nil {
-			h.Flush()
-		}
+		b.hosts[i].up.Flush()
 	}
 }
 
-func (b *Balancer) start(query []byte, deadline time.Time, fin Finisher, hold bool) bool {
-	if !b.canStart {
-		return false
-	}
+func (b *Balancer) start(query []byte, deadline time.Time, fin Finisher, hold bool) {
 	now := time.Now()
 	if !now.Before(deadline) {
-		return false
+		fin.Resolved(nil, nil, errDeadline)
+		return
 	}
 	r := runs.Get().(*run)
+	r.mu.Lock()
 	r.b, r.query, r.deadline, r.fin = b, query, deadline, fin
-	h := b.choose(&r.tried)
-	r.h, r.start = h, now
-	r.wasDown = h.state.Load() == stateDown
-	h.served.Add(1)
-	var started bool
-	if hold && h.holder != nil {
-		started = h.holder.StartHeld(query, r.attemptDeadline(), r)
-	} else {
-		started = h.starter.Start(query, r.attemptDeadline(), r)
+	if b.hedging {
+		// The attempt that loses to a hedge goes on after fin is told,
+		// and the caller may reuse its buffer by then.
+		r.query = bytes.Clone(query)
+		r.pending++ // the hedge timer, until it runs or is stopped
+		r.hedgeArmed = true
+		// Made afresh, not pooled: a timer belongs to the testing/synctest
+		// bubble it was made in, if any.
+		r.hedge = time.AfterFunc(b.cfg.HedgeAfter, r.onHedge)
 	}
-	if !started {
-		go r.exchange()
-	}
-	return true
+	a := r.nextLocked(b.choose(&r.tried), now)
+	r.mu.Unlock()
+	a.send(hold)
 }
 
-// run is a query sent by Start, from its first attempt to its end. Runs
-// are pooled.
+// run is one query from Start to its end: its attempts, one at a time, or
+// two once hedged. It is recycled once it has ended and none of its
+// attempts, nor its hedge timer, can touch it any more.
 type run struct {
+	mu       sync.Mutex  // guards the fields below
+	hedge    *time.Timer // runs onHedge, when hedging
 	b        *Balancer
 	query    []byte
 	deadline time.Time
 	fin      Finisher
-	tried    uint64 // the upstreams tried, as in Resolve
+	tried    uint64 // the upstreams tried, see choose
+	retries  int    // attempts made after one failed
+	pending  int    // attempts out, and the hedge timer while armed
+	finished bool   // fin has been told, or is being told
 
-	h       *host // the current attempt's upstream
-	start   time.Time
-	wasDown bool
+	// hedgeArmed is set while the hedge timer counts in pending: from
+	// Start until it runs or is stopped.
+	hedgeArmed bool
 }
 
 var runs = sync.Pool{New: func() any { return new(run) }}
 
-// attemptDeadline is the first attempt's share of the query's time.
-func (r *run) attemptDeadline() time.Time {
-	return r.b.share(r.start, r.deadline, r.b.cfg.MaxRetries)
+// attempt is one try of a run's query on one upstream; it is the Done the
+// upstream tells. Attempts are pooled.
+type attempt struct {
+	r       *run
+	h       *host
+	start   time.Time
+	wasDown bool
+	until   time.Time // the attempt's share of the query's time
 }
 
-// exchange makes the first attempt as Resolve does, for an upstream that
-// could not start it without waiting.
-func (r *run) exchange() {
-	r.ExchangeDone(r.h.up.Exchange(r.query, r.attemptDeadline()))
+var attempts = sync.Pool{New: func() any { return new(attempt) }}
+
+// nextLocked returns a new attempt of r's query on h, counted in pending.
+func (r *run) nextLocked(h *host, now time.Time) *attempt {
+	a := attempts.Get().(*attempt)
+	a.r, a.h, a.start = r, h, now
+	a.wasDown = h.state.Load() == stateDown
+	a.until = r.b.share(now, r.deadline, r.b.cfg.MaxRetries-r.retries)
+	h.served.Add(1)
+	r.pending++
+	if r.b.hedging {
+		// Close waits for the attempts that lose to a hedge, which go on
+		// after their queries have been answered.
+		r.b.wg.Add(1)
+	}
+	return a
 }
 
-// ExchangeDone takes the end of the first attempt: the answer goes to the
-// Finisher; a failure goes to the next upstream, as in Resolve.
-func (r *run) ExchangeDone(answer []byte, err error) {
-	b, h := r.b, r.h
-	if err = b.settle(h, r.wasDown, time.Since(r.start), err); err == nil {
-		r.end(answer, h.up, nil)
+// send hands the attempt to its upstream.
+func (a *attempt) send(hold bool) {
+	if hold {
+		a.h.up.StartHeld(a.r.query, a.until, a)
 		return
 	}
-	if b.cfg.MaxRetries == 0 {
-		r.end(nil, nil, err)
+	a.h.up.Start(a.r.query, a.until, a)
+}
+
+// ExchangeDone takes the end of an attempt: its upstream's health is
+// settled, then the first answer goes to the Finisher, and a failure to the
+// next upstream while retries and time are left.
+func (a *attempt) ExchangeDone(answer []byte, err error) {
+	r, h := a.r, a.h
+	b := r.b
+	if b.hedging {
+		defer b.wg.Done()
+	}
+	err = b.settle(h, a.wasDown, time.Since(a.start), err)
+	*a = attempt{}
+	attempts.Put(a)
+
+	r.mu.Lock()
+	r.pending--
+	switch {
+	case r.finished:
+		// A hedge's twin, ending after the answer went out.
+	case err == nil:
+		r.finishLocked(answer, h.obs, nil)
+		return
+	case r.retries < b.cfg.MaxRetries && time.Now().Before(r.deadline):
+		r.retries++
+		next := r.nextLocked(b.choose(&r.tried), time.Now())
+		next.h.obs.Retried()
+		r.mu.Unlock()
+		next.send(false)
+		return
+	case r.pending == 0 || r.pending == 1 && r.hedgeArmed:
+		// Nothing else is out to answer: this error is the query's.
+		r.finishLocked(nil, nil, err)
 		return
 	}
-	// The goroutine that ended the attempt (a connection's reader) must not
-	// wait for another.
-	go r.retry(err)
+	r.unlockAndRecycle()
 }
 
-func (r *run) retry(err error) {
-	ans, from, err := r.b.resolveFrom(r.query, r.deadline, &r.tried, 1, err)
-	r.end(ans, from, err)
+// onHedge runs HedgeAfter after the first attempt: a query still
+// unanswered goes to an upstream that is up and not tried yet, if any.
+func (r *run) onHedge() {
+	r.mu.Lock()
+	r.pending-- // the timer's own count
+	r.hedgeArmed = false
+	b := r.b
+	if r.finished {
+		r.unlockAndRecycle()
+		return
+	}
+	i := b.pick(r.tried)
+	if i < 0 {
+		r.mu.Unlock()
+		return
+	}
+	r.tried |= uint64(1) << i
+	h := &b.hosts[i]
+	a := r.nextLocked(h, time.Now())
+	h.obs.Hedged()
+	r.mu.Unlock()
+	a.send(false)
 }
 
-// end tells the Finisher and recycles r.
-func (r *run) end(answer []byte, from fmt.Stringer, err error) {
+// finishLocked tells the Finisher, once r.mu is let go, and recycles r if
+// nothing of it is still out. r.mu must be held; it is released.
+func (r *run) finishLocked(answer []byte, from fmt.Stringer, err error) {
+	r.finished = true
+	if r.hedgeArmed && r.hedge.Stop() {
+		r.hedgeArmed = false
+		r.pending--
+	}
 	fin := r.fin
-	*r = run{}
-	runs.Put(r)
+	r.unlockAndRecycle()
 	fin.Resolved(answer, from, err)
+}
+
+// unlockAndRecycle lets r.mu go and puts r back in the pool if it has
+// finished and nothing of it is still out.
+func (r *run) unlockAndRecycle() {
+	free := r.finished && r.pending == 0
+	r.mu.Unlock()
+	if free {
+		r.b, r.query, r.fin, r.hedge = nil, nil, nil, nil
+		r.tried, r.retries, r.finished = 0, 0, false
+		runs.Put(r)
+	}
 }

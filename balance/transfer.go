@@ -6,9 +6,9 @@ import (
 	"time"
 )
 
-// transferrer is an Upstream that can pass a zone transfer on, on a
-// connection of its own. *upstream.Pool implements it.
-type transferrer interface {
+// Transferrer is an Upstream that can pass a zone transfer on, on a
+// connection of its own. *upstream.Pool implements it; main asserts so.
+type Transferrer interface {
 	Transfer(query []byte, deadline time.Time, idle time.Duration, each func(msg []byte) error) (passed bool, err error)
 }
 
@@ -30,19 +30,19 @@ func (b *Balancer) Transfer(query []byte, deadline time.Time, idle time.Duration
 	err := errDeadline
 	for n := 0; n <= b.cfg.MaxRetries && time.Now().Before(deadline); n++ {
 		h := b.choose(&tried)
-		t, ok := h.up.(transferrer)
+		t, ok := h.up.(Transferrer)
 		if !ok {
-			return nil, fmt.Errorf("%s: %w", h.name, errNoTransfer)
+			return nil, fmt.Errorf("%s: %w", h.obs, errNoTransfer)
 		}
 		if n > 0 {
-			b.obs.Retried(h.name)
+			h.obs.Retried()
 		}
 		var passed bool
 		passed, err = t.Transfer(query, deadline, idle, each)
 		if err == nil || passed {
-			return h.up, err
+			return h.obs, err
 		}
-		err = fmt.Errorf("%s: %w", h.name, err)
+		err = fmt.Errorf("%s: %w", h.obs, err)
 	}
 	return nil, err
 }

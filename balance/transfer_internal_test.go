@@ -27,11 +27,7 @@ func (f *transferFake) Transfer(q []byte, _ time.Time, _ time.Duration, each fun
 
 func transferBalancer(t *testing.T, fakes ...*transferFake) *Balancer {
 	t.Helper()
-	ups := make([]Upstream, len(fakes))
-	for i, f := range fakes {
-		ups[i] = f
-	}
-	b, err := newBalancer(ups, Config{Policy: Failover, MaxRetries: 2}, seeded(1))
+	b, err := newBalancer(members(fakes), Config{Policy: Failover, MaxRetries: 2}, seeded(1))
 	if err != nil {
 		t.Fatal(err)
 	}

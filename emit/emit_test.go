@@ -33,14 +33,14 @@ func poolFor(tb testing.TB, u *emit.UpstreamMetrics) *upstream.Pool {
 }
 
 // drive reports one of every event, some of them more than once. The
-// answered queries name their upstream both ways: by the pool that reports
-// to its metrics, and by name alone; both count in the same series.
+// answered queries name their upstream both ways: by its metrics, as the
+// balancer hands them back, and by name alone; both count in the same
+// series.
 func drive(tb testing.TB, e *emit.Emitter) {
-	p, u, b := e.Proxy(), e.Upstream(google), e.Balance()
-	pool := poolFor(tb, u)
+	p, u := e.Proxy(), e.Upstream(google)
 	p.Answered(proxy.UDP, named(google), 0, 12500*time.Microsecond, 40, 120)
 	for range 2 {
-		p.Answered(proxy.UDP, pool, 0, 12500*time.Microsecond, 40, 120)
+		p.Answered(proxy.UDP, u, 0, 12500*time.Microsecond, 40, 120)
 	}
 	p.Answered(proxy.TCP, nil, 2, 2*time.Millisecond, 30, 30)
 	p.Dropped(proxy.UDP, proxy.DropShort)
@@ -55,9 +55,9 @@ func drive(tb testing.TB, e *emit.Emitter) {
 	u.Resent()
 	u.Unmatched()
 	u.Mismatched()
-	b.Retried(google)
-	b.Hedged(google)
-	b.HealthChanged(google, false)
+	u.Retried()
+	u.Hedged()
+	u.HealthChanged(false)
 }
 
 // wantDogStatsD is what drive sends in dogstatsd format with the tag
@@ -188,15 +188,17 @@ func TestEmitter_formats(t *testing.T) {
 	}
 }
 
-// TestAnsweredFindsUpstreamByHandle: a pool that reports to an upstream's
-// metrics is counted there even when its address names another upstream,
-// which shows that the series were found on the pool, not by its name.
+// TestAnsweredFindsUpstreamByHandle: an upstream's metrics, handed back by
+// the balancer as the upstream that answered, count the answer in their own
+// series, whatever the pool they watch is called: the series are found on
+// the handle, not by a name.
 func TestAnsweredFindsUpstreamByHandle(t *testing.T) {
 	clearDD(t)
 	c := listenUDP(t)
 	e := newEmitter(t, emit.Config{Addr: c.addr(), Format: emit.StatsD})
-	pool := poolFor(t, e.Upstream("handle.test:853")) // its String is google
-	e.Proxy().Answered(proxy.UDP, pool, 0, time.Millisecond, 40, 120)
+	handle := e.Upstream("handle.test:853")
+	handle.Watch(poolFor(t, handle)) // a pool whose String is google
+	e.Proxy().Answered(proxy.UDP, handle, 0, time.Millisecond, 40, 120)
 	if err := e.Flush(); err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/DataDog/datadog-go/v5/statsd"
-	"github.com/dotproxy/dotproxy/upstream"
 )
 
 // sink is the part of a statsd client that emit sends through. The Datadog
@@ -56,8 +55,7 @@ type Emitter struct {
 	lifeMu sync.RWMutex
 	closed bool // guarded by lifeMu
 
-	proxy   ProxyMetrics
-	balance BalanceMetrics
+	proxy ProxyMetrics
 
 	// upsMu serialises additions to ups. Readers load ups without it; a map
 	// in ups is never written after it is stored.
@@ -104,7 +102,6 @@ func New(cfg Config) (*Emitter, error) {
 	}
 	e.ups.Store(&map[string]*UpstreamMetrics{})
 	e.proxy = newProxyMetrics(e)
-	e.balance = BalanceMetrics{e: e}
 	if e.client == nil {
 		close(e.done)
 		return e, nil
@@ -154,13 +151,13 @@ func (e *Emitter) Enabled() bool { return e.client != nil }
 // Proxy returns the observer of the client-facing side.
 func (e *Emitter) Proxy() *ProxyMetrics { return &e.proxy }
 
-// Balance returns the observer of the balancer.
-func (e *Emitter) Balance() *BalanceMetrics { return &e.balance }
-
 // Upstream returns the observer of the upstream called name, building it on
-// first use. name must be the one the upstream gives balance and proxy (its
-// String), since their events name upstreams that way. Call it while wiring,
-// before queries flow: building an observer allocates its series.
+// first use. It is the upstream's one identity: main binds it to the
+// upstream's pool (upstream.Config.Observer) and to its place in the
+// balancer (balance.Member.Observer), which hands it back with each answer,
+// so that every layer's events land in the same series with no lookup.
+// Call it while wiring, before queries flow: building an observer allocates
+// its series.
 func (e *Emitter) Upstream(name string) *UpstreamMetrics {
 	if m, ok := (*e.ups.Load())[name]; ok {
 		return m
@@ -181,15 +178,13 @@ func (e *Emitter) Upstream(name string) *UpstreamMetrics {
 	return m
 }
 
-// upstreamOf returns the metrics of u. An upstream that carries this
-// Emitter's observer (an *upstream.Pool built with the one Upstream
-// returned) gives it at the cost of two type assertions, with no lookup by
-// name on the query path; any other is found by its name.
+// upstreamOf returns the metrics of u, the upstream that answered as the
+// balancer hands it back: this Emitter's own UpstreamMetrics, as main binds
+// it. Anything else, which only a caller wired otherwise hands in, is found
+// by its name.
 func (e *Emitter) upstreamOf(u fmt.Stringer) *UpstreamMetrics {
-	if o, ok := u.(interface{ Observer() upstream.Observer }); ok {
-		if m, ok := o.Observer().(*UpstreamMetrics); ok && m.e == e {
-			return m
-		}
+	if m, ok := u.(*UpstreamMetrics); ok && m.e == e {
+		return m
 	}
 	return e.Upstream(u.String())
 }

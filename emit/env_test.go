@@ -73,7 +73,7 @@ func TestUpstreamMetrics_Watch(t *testing.T) {
 	e := newEmitter(t, emit.Config{Addr: c.addr(), Format: emit.StatsD})
 	e.Upstream("a:853").Watch(fakePool{open: 3, inFlight: 7})
 	e.Upstream("b:853").Watch(fakePool{open: -1, inFlight: 0})
-	e.Balance().HealthChanged("b:853", false)
+	e.Upstream("b:853").HealthChanged(false)
 	if err := e.Flush(); err != nil {
 		t.Fatalf("Flush: %v", err)
 	}

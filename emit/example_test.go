@@ -18,10 +18,9 @@ func ExampleNew() {
 	}
 	defer e.Close()
 
-	obs := e.Upstream("1.1.1.1:853") // upstream.Config.Observer
+	obs := e.Upstream("1.1.1.1:853") // upstream.Config.Observer and balance.Member.Observer
 	_ = obs                          // then obs.Watch(pool) once the pool exists
 	_ = e.Proxy()                    // the proxy's Observer
-	_ = e.Balance()                  // balance.Config.Observer
 	fmt.Println("metrics on:", e.Enabled())
 	// Output: metrics on: false
 }

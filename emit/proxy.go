@@ -52,10 +52,8 @@ func newProxyMetrics(e *Emitter) ProxyMetrics {
 	return p
 }
 
-// Answered implements [proxy.Observer]. The upstream's series are found on
-// the upstream itself when it is a pool built with this Emitter's observer
-// (see [Emitter.upstreamOf]); an upstream name that [Emitter.Upstream] has
-// not seen is added on first use.
+// Answered implements [proxy.Observer]. upstream is, as main wires it, the
+// upstream's own UpstreamMetrics (see [Emitter.upstreamOf]).
 func (p *ProxyMetrics) Answered(t proxy.Transport, upstream fmt.Stringer, rcode int, rtt time.Duration, querySize, answerSize int) {
 	m := p.self
 	if upstream != nil {

@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dotproxy/dotproxy/balance"
 	"github.com/dotproxy/dotproxy/upstream"
 )
 
@@ -15,12 +16,14 @@ type PoolStats interface {
 	Stats() upstream.Stats
 }
 
-// UpstreamMetrics records the events of one upstream. It implements the
-// [upstream.Observer] interface, and holds the per-upstream series that
-// [ProxyMetrics] and [BalanceMetrics] send. It is safe for concurrent use;
-// its methods allocate nothing and do not block.
+// UpstreamMetrics records the events of one upstream, from every layer: it
+// implements [upstream.Observer] and [balance.Observer], names the upstream
+// (String), and holds the per-upstream series that [ProxyMetrics] sends for
+// the answers it gave. It is safe for concurrent use; its methods allocate
+// nothing and do not block.
 type UpstreamMetrics struct {
-	e *Emitter
+	e    *Emitter
+	name string
 
 	// stats is the pool read for the gauges; nil until Watch.
 	stats atomic.Pointer[poolStatsRef]
@@ -50,13 +53,17 @@ type UpstreamMetrics struct {
 // poolStatsRef boxes a PoolStats for an atomic.Pointer.
 type poolStatsRef struct{ PoolStats }
 
-var _ upstream.Observer = (*UpstreamMetrics)(nil)
+var (
+	_ upstream.Observer = (*UpstreamMetrics)(nil)
+	_ balance.Observer  = (*UpstreamMetrics)(nil)
+)
 
 func newUpstreamMetrics(e *Emitter, name string) *UpstreamMetrics {
 	n := e.names
 	up := tag{"upstream", name}
 	m := &UpstreamMetrics{
 		e:          e,
+		name:       name,
 		latency:    n.series(mLatency, up),
 		cxOpen:     n.series(mCxOpen, up),
 		resent:     n.series(mResent, up),
@@ -136,6 +143,23 @@ func (m *UpstreamMetrics) Unmatched() { m.count(m.unmatched) }
 
 // Mismatched implements [upstream.Observer].
 func (m *UpstreamMetrics) Mismatched() { m.count(m.mismatched) }
+
+// String implements [balance.Observer]: the upstream's name, as the
+// metrics tag it.
+func (m *UpstreamMetrics) String() string { return m.name }
+
+// Retried implements [balance.Observer].
+func (m *UpstreamMetrics) Retried() { m.count(m.retry) }
+
+// Hedged implements [balance.Observer].
+func (m *UpstreamMetrics) Hedged() { m.count(m.hedge) }
+
+// HealthChanged implements [balance.Observer]. It also sets the upstream's
+// health gauge, sent at the next flush.
+func (m *UpstreamMetrics) HealthChanged(up bool) {
+	m.healthy.Store(up)
+	m.count(m.healthChange[boolIndex(up)])
+}
 
 func (m *UpstreamMetrics) count(s series) { _ = m.e.out().Count(s.name, 1, s.tags, 1) }
 

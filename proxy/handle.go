@@ -9,23 +9,11 @@ import (
 	"github.com/dotproxy/dotproxy/dnsmsg"
 )
 
-// handle answers one query from client and returns the reply to send, or nil
-// to send nothing.
-func (s *Server) handle(t Transport, client netip.Addr, msg []byte, arrived time.Time) []byte {
-	var q dnsmsg.Query
-	if reply, done := s.check(t, client, msg, arrived, &q); done {
-		return reply
-	}
-	return s.forward(t, client, &q, msg, arrived)
-}
-
-// forward sends a query that passed check, parsed into q, to the resolver
-// and returns the reply to send.
-func (s *Server) forward(t Transport, client netip.Addr, q *dnsmsg.Query, msg []byte, arrived time.Time) []byte {
-	deadline := arrived.Add(s.cfg.QueryTimeout)
-	answer, from, err := s.cfg.Resolver.Resolve(msg, deadline)
-	return s.finish(t, client, q, len(msg), arrived, deadline, answer, from, err)
-}
+// A query's path through the Server, the same for both transports: check
+// parses it and answers at once what goes no further (dropped, malformed,
+// refused, a zone transfer over UDP); the rest is started on the Resolver,
+// whose Finisher, the query's own (udpQuery, tcpQuery), has finish make the
+// reply and writes it. No goroutine waits for a query in between.
 
 // check parses a query into q and returns done with the reply to send (nil
 // for none) when it goes no further: dropped, malformed or refused.

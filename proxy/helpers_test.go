@@ -27,6 +27,32 @@ func (f resolverFunc) Resolve(q []byte, deadline time.Time) ([]byte, fmt.Stringe
 	return ans, named(name), err
 }
 
+// Start runs f in a goroutine of its own, as a balancer's upstream reader
+// would end the query.
+func (f resolverFunc) Start(q []byte, deadline time.Time, fin proxy.Finisher) {
+	later(f, q, deadline, fin)
+}
+
+// StartHeld is Start: there is no write to hold.
+func (f resolverFunc) StartHeld(q []byte, deadline time.Time, fin proxy.Finisher) {
+	f.Start(q, deadline, fin)
+}
+
+// Flush implements proxy.Resolver.
+func (resolverFunc) Flush() {}
+
+// blocking is a test resolver written as a function that waits for its
+// answer; later and starting make it a proxy.Resolver.
+type blocking interface {
+	Resolve(q []byte, deadline time.Time) ([]byte, fmt.Stringer, error)
+}
+
+// later ends a query from a goroutine of its own, as a balancer's upstream
+// connection reader does.
+func later(r blocking, q []byte, deadline time.Time, fin proxy.Finisher) {
+	go func() { fin.Resolved(r.Resolve(q, deadline)) }()
+}
+
 // named is an upstream known by its name alone.
 type named string
 
@@ -40,6 +66,16 @@ type echoResolver struct {
 	// answer builds the reply; nil answers with one A record.
 	answer func(q *dns.Msg) *dns.Msg
 }
+
+func (r *echoResolver) Start(q []byte, deadline time.Time, fin proxy.Finisher) {
+	later(r, q, deadline, fin)
+}
+
+func (r *echoResolver) StartHeld(q []byte, deadline time.Time, fin proxy.Finisher) {
+	r.Start(q, deadline, fin)
+}
+
+func (r *echoResolver) Flush() {}
 
 func (r *echoResolver) Resolve(q []byte, _ time.Time) ([]byte, fmt.Stringer, error) {
 	r.mu.Lock()

@@ -18,7 +18,7 @@ import (
 )
 
 func TestForwardsBytesUnchangedAndKeepsID(t *testing.T) {
-	forEachPath(t, func(t *testing.T, wrap func(proxy.Resolver) proxy.Resolver) {
+	forEachPath(t, func(t *testing.T, wrap func(blocking) proxy.Resolver) {
 		for _, network := range []string{"udp", "tcp"} {
 			t.Run(network, func(t *testing.T) {
 				r := &echoResolver{}
@@ -51,7 +51,7 @@ func TestListensOnIPv6(t *testing.T) {
 }
 
 func TestUDPTruncation(t *testing.T) {
-	forEachPath(t, func(t *testing.T, wrap func(proxy.Resolver) proxy.Resolver) {
+	forEachPath(t, func(t *testing.T, wrap func(blocking) proxy.Resolver) {
 		tests := []struct {
 			name    string
 			edns    uint16 // 0: no OPT record
@@ -128,7 +128,7 @@ func paddedQuery(t *testing.T, id uint16, size int) []byte {
 // The largest query taken reaches the resolver intact; a larger datagram
 // is dropped and counted, and the reader goes on with the next.
 func TestQuerySizeLimitUDP(t *testing.T) {
-	forEachPath(t, func(t *testing.T, wrap func(proxy.Resolver) proxy.Resolver) {
+	forEachPath(t, func(t *testing.T, wrap func(blocking) proxy.Resolver) {
 		r := &echoResolver{}
 		_, addr, obs := start(t, wrap(r), nil)
 		largest := paddedQuery(t, 5, proxy.MaxQuerySize)
@@ -191,7 +191,7 @@ func TestQuerySizeLimitTCP(t *testing.T) {
 }
 
 func TestBadDatagramsAreDroppedAndCounted(t *testing.T) {
-	forEachPath(t, func(t *testing.T, wrap func(proxy.Resolver) proxy.Resolver) {
+	forEachPath(t, func(t *testing.T, wrap func(blocking) proxy.Resolver) {
 		r := &echoResolver{}
 		_, addr, obs := start(t, wrap(r), nil)
 		c, err := net.Dial("udp", addr)
@@ -227,7 +227,7 @@ func TestBadDatagramsAreDroppedAndCounted(t *testing.T) {
 }
 
 func TestMalformedQueryGetsFormErr(t *testing.T) {
-	forEachPath(t, func(t *testing.T, wrap func(proxy.Resolver) proxy.Resolver) {
+	forEachPath(t, func(t *testing.T, wrap func(blocking) proxy.Resolver) {
 		r := &echoResolver{}
 		_, addr, obs := start(t, wrap(r), nil)
 		// A header that promises one question, then a label running off the end.
@@ -247,7 +247,7 @@ func TestMalformedQueryGetsFormErr(t *testing.T) {
 }
 
 func TestACLRefusesWithoutUpstreamTraffic(t *testing.T) {
-	forEachPath(t, func(t *testing.T, wrap func(proxy.Resolver) proxy.Resolver) {
+	forEachPath(t, func(t *testing.T, wrap func(blocking) proxy.Resolver) {
 		r := &echoResolver{}
 		_, addr, obs := start(t, wrap(r), func(c *proxy.Config) {
 			c.Allow = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
@@ -270,7 +270,7 @@ func TestACLRefusesWithoutUpstreamTraffic(t *testing.T) {
 }
 
 func TestServFailAtDeadline(t *testing.T) {
-	forEachPath(t, func(t *testing.T, wrap func(proxy.Resolver) proxy.Resolver) {
+	forEachPath(t, func(t *testing.T, wrap func(blocking) proxy.Resolver) {
 		block := resolverFunc(func(ctx context.Context, _ []byte) ([]byte, string, error) {
 			<-ctx.Done()
 			return nil, "", ctx.Err()
@@ -289,7 +289,7 @@ func TestServFailAtDeadline(t *testing.T) {
 }
 
 func TestServFailOnUpstreamError(t *testing.T) {
-	forEachPath(t, func(t *testing.T, wrap func(proxy.Resolver) proxy.Resolver) {
+	forEachPath(t, func(t *testing.T, wrap func(blocking) proxy.Resolver) {
 		fail := resolverFunc(func(context.Context, []byte) ([]byte, string, error) {
 			return nil, "", errors.New("all upstreams down")
 		})
@@ -435,7 +435,7 @@ func TestTCPConnectionLimit(t *testing.T) {
 }
 
 func TestShutdownAnswersQueriesInFlight(t *testing.T) {
-	forEachPath(t, func(t *testing.T, wrap func(proxy.Resolver) proxy.Resolver) {
+	forEachPath(t, func(t *testing.T, wrap func(blocking) proxy.Resolver) {
 		arrived := make(chan struct{}, 2)
 		release := make(chan struct{})
 		echo := &echoResolver{}

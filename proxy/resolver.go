@@ -5,49 +5,36 @@ import (
 	"time"
 )
 
-// Resolver forwards one query and returns the answer. Implementations must be
-// safe for concurrent use, must not modify query nor read it once Resolve
-// has returned (the caller reuses its buffer), must return an answer that
-// carries the query's own ID and that the caller may keep, and must return
-// by deadline. The deadline is a value rather than a context: a query costs
-// no context and no timer of its own on its way through.
+// Resolver forwards queries. *balance.Balancer implements it; main asserts
+// so. Implementations must be safe for concurrent use.
 //
-// upstream is the upstream that answered. The proxy hands it to its Observer
-// as it is, so that per-upstream metrics are found on the value itself, not
-// looked up by name on every query.
+// Start returns at once: fin is told the answer, which carries the query's
+// own ID and which the caller may keep, or the error, exactly once, by
+// deadline, by whichever goroutine gets it (possibly this one, before Start
+// returns), so that a query costs no goroutine of its own while it waits.
+// Start never declines. query must stay unchanged, and unread by the
+// Resolver, once fin has been told; the caller then reuses its buffer. The
+// deadline is a value rather than a context: a query costs no context and
+// no timer of its own on its way through.
 type Resolver interface {
-	Resolve(query []byte, deadline time.Time) (answer []byte, upstream fmt.Stringer, err error)
-}
-
-// Starter is a Resolver that can also resolve a query without the caller
-// waiting: Start returns at once and the answer is handed to fin by
-// whichever goroutine got it, so that a query costs no goroutine of its own
-// while it waits. fin is told exactly once, possibly before Start returns;
-// query must stay unchanged until then. Start returns false, having done
-// nothing, when it cannot work that way; the query then goes to Resolve.
-// *balance.Balancer implements it.
-type Starter interface {
-	Start(query []byte, deadline time.Time, fin Finisher) bool
-}
-
-// Finisher receives the end of a query sent by Starter.Start: what Resolve
-// would have returned. It is an alias of an unnamed interface, so that a
-// Starter names the same type without importing this package.
-type Finisher = interface {
-	Resolved(answer []byte, upstream fmt.Stringer, err error)
-}
-
-// BatchStarter is a Starter that can also leave the upstream writes of
-// queries started together for one Flush, so that a burst of datagrams read
-// in one system call leaves in one write too. *balance.Balancer implements
-// it.
-type BatchStarter interface {
-	Starter
+	Start(query []byte, deadline time.Time, fin Finisher)
 	// StartHeld is Start, except that the query may wait unwritten until
-	// Flush, which the caller must call before it waits for anything.
-	StartHeld(query []byte, deadline time.Time, fin Finisher) bool
+	// Flush, so that a burst of datagrams read in one system call leaves
+	// in one write too. The caller must call Flush before it waits for
+	// anything.
+	StartHeld(query []byte, deadline time.Time, fin Finisher)
 	// Flush writes the queries that StartHeld left waiting.
 	Flush()
+}
+
+// Finisher receives the end of a query sent by Resolver.Start: the answer
+// and the upstream that gave it, or the error. The proxy hands upstream to
+// its Observer as it is, so that per-upstream metrics are found on the
+// value itself, bound when the upstream was built, not looked up by name on
+// every query. It is an alias of an unnamed interface, so that a Resolver
+// names the same type without importing this package.
+type Finisher = interface {
+	Resolved(answer []byte, upstream fmt.Stringer, err error)
 }
 
 // Transferer is a Resolver that can also pass a zone transfer (AXFR, IXFR)

@@ -16,14 +16,12 @@ import (
 // Server serves DNS on every listen address over UDP and TCP. Start it once,
 // then Shutdown it once.
 type Server struct {
-	cfg     Config
-	starter Starter      // cfg.Resolver, if it can start queries; nil otherwise
-	batcher BatchStarter // cfg.Resolver, if it can also hold them for a Flush
-	xfr     Transferer   // cfg.Resolver, if it can pass zone transfers on
-	obs     Observer
-	log     *slog.Logger
-	debug   bool // log every query: checked once, not per query
-	mem     memBudget
+	cfg   Config
+	xfr   Transferer // cfg.Resolver, if it can pass zone transfers on
+	obs   Observer
+	log   *slog.Logger
+	debug bool // log every query: checked once, not per query
+	mem   memBudget
 
 	wg sync.WaitGroup // every serving goroutine and query
 
@@ -52,8 +50,6 @@ func New(cfg Config) (*Server, error) {
 		conns: map[net.Conn]struct{}{},
 	}
 	s.mem.limit = cfg.MaxInFlightBytes
-	s.starter, _ = cfg.Resolver.(Starter)
-	s.batcher, _ = cfg.Resolver.(BatchStarter)
 	s.xfr, _ = cfg.Resolver.(Transferer)
 	return s, nil
 }

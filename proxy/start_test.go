@@ -13,67 +13,54 @@ import (
 	"github.com/miekg/dns"
 )
 
-// starting makes a Resolver a proxy.Starter. Its queries end in a goroutine
-// of their own, as a balancer's do on an upstream connection's reader, or,
-// with atOnce, before Start returns, as one does when the write upstream
-// fails; with decline it starts none.
+// starting makes a blocking resolver a proxy.Resolver that counts what it
+// starts. Its queries end in a goroutine of their own, as a balancer's do on
+// an upstream connection's reader, or, with atOnce, before Start returns,
+// as one does when the write upstream fails.
 type starting struct {
-	proxy.Resolver
+	blocking
 	atOnce  bool
-	decline bool
 	started atomic.Int64
 }
 
-func (s *starting) Start(q []byte, deadline time.Time, fin proxy.Finisher) bool {
-	if s.decline {
-		return false
-	}
+func (s *starting) Start(q []byte, deadline time.Time, fin proxy.Finisher) {
 	s.started.Add(1)
 	if s.atOnce {
 		fin.Resolved(s.Resolve(q, deadline))
-		return true
+		return
 	}
-	go func() { fin.Resolved(s.Resolve(q, deadline)) }()
-	return true
+	later(s, q, deadline, fin)
 }
 
-// forEachPath runs test with its resolver as it is (queries wait in
-// Resolve) and made a Starter that ends queries later or at once: every
-// path a UDP query can take through the proxy.
-func forEachPath(t *testing.T, test func(t *testing.T, wrap func(proxy.Resolver) proxy.Resolver)) {
-	t.Run("Resolve", func(t *testing.T) {
-		test(t, func(r proxy.Resolver) proxy.Resolver { return r })
-	})
+func (s *starting) StartHeld(q []byte, deadline time.Time, fin proxy.Finisher) {
+	s.Start(q, deadline, fin)
+}
+
+func (s *starting) Flush() {}
+
+// forEachPath runs test with its resolver made one that ends queries later
+// or at once: both ways a query can come back to the proxy.
+func forEachPath(t *testing.T, test func(t *testing.T, wrap func(blocking) proxy.Resolver)) {
 	t.Run("Start", func(t *testing.T) {
-		test(t, func(r proxy.Resolver) proxy.Resolver { return &starting{Resolver: r} })
+		test(t, func(r blocking) proxy.Resolver { return &starting{blocking: r} })
 	})
 	t.Run("StartAtOnce", func(t *testing.T) {
-		test(t, func(r proxy.Resolver) proxy.Resolver { return &starting{Resolver: r, atOnce: true} })
+		test(t, func(r blocking) proxy.Resolver { return &starting{blocking: r, atOnce: true} })
 	})
 }
 
-// TestUDPQueriesGoThroughStart: a Starter resolver gets UDP queries through
-// Start, and TCP ones through Resolve; one that declines gets them all
-// through Resolve.
-func TestUDPQueriesGoThroughStart(t *testing.T) {
-	r := &starting{Resolver: &echoResolver{}}
+// TestQueriesGoThroughStart: UDP and TCP queries alike are started on the
+// resolver; none is resolved by a goroutine that waits.
+func TestQueriesGoThroughStart(t *testing.T) {
+	r := &starting{blocking: &echoResolver{}}
 	_, addr, _ := start(t, r, nil)
 	for i, network := range []string{"udp", "udp", "tcp"} {
 		if a := exchange(t, network, addr, msg("start.example", dns.TypeA, uint16(i))); a.Id != uint16(i) || len(a.Answer) != 1 {
 			t.Fatalf("%s: %v", network, a)
 		}
 	}
-	if got := r.started.Load(); got != 2 {
-		t.Fatalf("started %d queries, want the 2 over UDP", got)
-	}
-
-	declining := &starting{Resolver: &echoResolver{}, decline: true}
-	_, addr, obs := start(t, declining, nil)
-	if a := exchange(t, "udp", addr, msg("declined.example", dns.TypeA, 9)); a.Id != 9 || len(a.Answer) != 1 {
-		t.Fatalf("declined query: %v", a)
-	}
-	if s := obs.snapshot(); s.answered != 1 {
-		t.Fatalf("answered = %d, want 1", s.answered)
+	if got := r.started.Load(); got != 3 {
+		t.Fatalf("started %d queries, want all 3", got)
 	}
 }
 
@@ -86,12 +73,11 @@ type batching struct {
 	flushes atomic.Int64
 }
 
-func (b *batching) StartHeld(q []byte, deadline time.Time, fin proxy.Finisher) bool {
+func (b *batching) StartHeld(q []byte, deadline time.Time, fin proxy.Finisher) {
 	b.nheld.Add(1)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.held = append(b.held, func() { b.Start(q, deadline, fin) })
-	return true
 }
 
 func (b *batching) Flush() {
@@ -109,7 +95,7 @@ func (b *batching) Flush() {
 // and every query held for a batch is flushed.
 func TestUDPBurst(t *testing.T) {
 	for _, listen := range []string{"127.0.0.1:0", "0.0.0.0:0"} {
-		r := &batching{starting: starting{Resolver: &echoResolver{}}}
+		r := &batching{starting: starting{blocking: &echoResolver{}}}
 		s, _, _ := start(t, r, func(c *proxy.Config) { c.Listen = []string{listen} })
 		_, port, _ := net.SplitHostPort(s.Addrs()[0])
 		c, err := net.Dial("udp", net.JoinHostPort("127.0.0.1", port))
@@ -160,7 +146,7 @@ func TestUDPBurst(t *testing.T) {
 // cannot take the same address: its TCP listener, which never shares,
 // fails first.
 func TestSeveralUDPSockets(t *testing.T) {
-	r := &starting{Resolver: &echoResolver{}}
+	r := &starting{blocking: &echoResolver{}}
 	_, addr, obs := start(t, r, func(c *proxy.Config) { c.UDPSockets = 4 })
 	const clients = 16
 	for i := range clients {

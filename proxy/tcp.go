@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -66,13 +67,17 @@ func (s *Server) untrack(c net.Conn) {
 	s.mu.Unlock()
 }
 
-// serveTCPConn reads framed queries and answers each as soon as its answer
-// is ready, in whatever order that is (RFC 7766 §6.2.1.1).
+// serveTCPConn reads framed queries and starts each on the resolver; each
+// answer is written as soon as it is ready, in whatever order that is (RFC
+// 7766 §6.2.1.1), by the goroutine that got it, through the connection's
+// replyWriter, which never waits on the client. No goroutine waits for a
+// query; only a zone transfer, which streams, gets one of its own.
 func (s *Server) serveTCPConn(c net.Conn) {
 	defer s.untrack(c)
 	defer c.Close()
 	client := remoteAddr(c)
-	w := &frameWriter{c: c, timeout: s.cfg.TCPIdleTimeout}
+	w := newReplyWriter(c, s.cfg.TCPIdleTimeout)
+	defer w.waitWritten() // the last replies leave before the close
 	slots := make(chan struct{}, s.cfg.TCPMaxInFlight)
 	var queries sync.WaitGroup
 	defer queries.Wait() // answer what was asked before closing
@@ -90,43 +95,74 @@ func (s *Server) serveTCPConn(c net.Conn) {
 			return
 		case errors.Is(err, errTooLarge):
 			// msg is the header alone: enough for a reply that says so.
-			w.write(s.refuse(client, msg, dnsmsg.RcodeFormErr, arrived))
+			w.send(s.refuse(client, msg, dnsmsg.RcodeFormErr, arrived))
 			continue
 		case err != nil:
 			return // EOF, idle timeout or shutdown
 		case !s.mem.take(len(msg) + tcpQueryExtra):
 			s.obs.Dropped(TCP, DropOverload)
-			w.write(s.refuse(client, msg, dnsmsg.RcodeRefused, arrived))
+			w.send(s.refuse(client, msg, dnsmsg.RcodeRefused, arrived))
 			continue
 		}
 		slots <- struct{}{}
 		queries.Add(1)
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			defer queries.Done()
-			defer func() { <-slots }()
-			defer s.mem.give(len(msg) + tcpQueryExtra)
-			s.answerTCP(w, client, msg, arrived)
-		}()
+		q := &tcpQuery{s: s, w: w, client: client, msg: msg, arrived: arrived, slots: slots, queries: &queries}
+		s.startTCP(q)
 	}
 }
 
-// answerTCP answers one query read from a client's TCP connection: a zone
-// transfer message by message, any other query with its one answer.
-func (s *Server) answerTCP(w *frameWriter, client netip.Addr, msg []byte, arrived time.Time) {
-	var q dnsmsg.Query
-	if reply, done := s.check(TCP, client, msg, arrived, &q); done {
+// tcpQuery is one query read from a client's TCP connection, on its way
+// through; it is the query's Finisher.
+type tcpQuery struct {
+	s        *Server
+	w        *replyWriter
+	client   netip.Addr
+	msg      []byte
+	arrived  time.Time
+	deadline time.Time
+	parsed   dnsmsg.Query
+	slots    <-chan struct{}
+	queries  *sync.WaitGroup
+}
+
+var _ Finisher = (*tcpQuery)(nil)
+
+// startTCP answers at once a query that goes no further than check, passes
+// a zone transfer on in a goroutine of its own, and starts any other on the
+// resolver, to be answered through Resolved.
+func (s *Server) startTCP(q *tcpQuery) {
+	if reply, done := s.check(TCP, q.client, q.msg, q.arrived, &q.parsed); done {
 		if reply != nil {
-			w.write(reply)
+			q.w.send(reply)
 		}
+		q.release()
 		return
 	}
-	if dnsmsg.IsTransfer(&q) {
-		s.transfer(w, client, &q, msg, arrived)
+	if dnsmsg.IsTransfer(&q.parsed) {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.transfer(q.w, q.client, &q.parsed, q.msg, q.arrived)
+			q.release()
+		}()
 		return
 	}
-	w.write(s.forward(TCP, client, &q, msg, arrived))
+	q.deadline = q.arrived.Add(s.cfg.QueryTimeout)
+	s.cfg.Resolver.Start(q.msg, q.deadline, q)
+}
+
+// Resolved implements [Finisher]: it queues the reply for the client.
+func (q *tcpQuery) Resolved(answer []byte, from fmt.Stringer, err error) {
+	q.w.send(q.s.finish(TCP, q.client, &q.parsed, len(q.msg), q.arrived, q.deadline, answer, from, err))
+	q.release()
+}
+
+// release ends q's stay in the server: its slot, its charge on the memory
+// budget, its count among its connection's queries.
+func (q *tcpQuery) release() {
+	q.s.mem.give(len(q.msg) + tcpQueryExtra)
+	<-q.slots
+	q.queries.Done()
 }
 
 // transfer passes a zone transfer on, on an upstream connection of its own,
@@ -135,9 +171,9 @@ func (s *Server) answerTCP(w *frameWriter, client netip.Addr, msg []byte, arrive
 // before its first message gets SERVFAIL; one that fails later has its
 // client connection closed, so that the client cannot take the part it got
 // for a whole transfer.
-func (s *Server) transfer(w *frameWriter, client netip.Addr, q *dnsmsg.Query, msg []byte, arrived time.Time) {
+func (s *Server) transfer(w *replyWriter, client netip.Addr, q *dnsmsg.Query, msg []byte, arrived time.Time) {
 	if s.xfr == nil {
-		w.write(s.reply(TCP, client, q, nil, dnsmsg.Reply(q, dnsmsg.RcodeNotImp), arrived, len(msg)))
+		w.send(s.reply(TCP, client, q, nil, dnsmsg.Reply(q, dnsmsg.RcodeNotImp), arrived, len(msg)))
 		return
 	}
 	deadline := arrived.Add(s.cfg.TransferTimeout)
@@ -148,21 +184,24 @@ func (s *Server) transfer(w *frameWriter, client netip.Addr, q *dnsmsg.Query, ms
 			first = m
 		}
 		size += len(m)
-		return w.writeFrame(m)
+		// Each message waits for the one before to leave: a client that
+		// reads slowly slows the transfer rather than filling memory.
+		w.send(m)
+		return w.waitWritten()
 	})
 	switch {
 	case first == nil:
 		if err == nil {
 			err = errNoTransferAnswer // a Transferer that handed nothing on
 		}
-		w.write(s.finish(TCP, client, q, len(msg), arrived, deadline, nil, nil, err))
+		w.send(s.finish(TCP, client, q, len(msg), arrived, deadline, nil, nil, err))
 	case err != nil:
 		s.obs.Failed(TCP, FailUpstream)
 		if s.debug {
 			s.log.Debug("zone transfer broken off", "client", client, "question", dnsmsg.QuestionString(q.Question),
 				"upstream", upstreamName(from), "err", err.Error())
 		}
-		w.c.Close()
+		w.close()
 	default:
 		rcode := dnsmsg.Rcode(first)
 		s.obs.Answered(TCP, from, rcode, time.Since(arrived), len(msg), size)
@@ -224,33 +263,6 @@ func readQueryFrame(r *bufio.Reader) ([]byte, error) {
 		return msg, errTooLarge
 	}
 	return msg, nil
-}
-
-// frameWriter writes whole frames from concurrent goroutines.
-type frameWriter struct {
-	c       net.Conn
-	timeout time.Duration
-
-	mu sync.Mutex // one frame at a time
-}
-
-func (w *frameWriter) write(msg []byte) { _ = w.writeFrame(msg) }
-
-// writeFrame writes msg as one frame and says whether it left.
-func (w *frameWriter) writeFrame(msg []byte) error {
-	var hdr [2]byte
-	binary.BigEndian.PutUint16(hdr[:], uint16(len(msg)))
-	bufs := net.Buffers{hdr[:], msg}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	err := w.c.SetWriteDeadline(time.Now().Add(w.timeout))
-	if err == nil {
-		_, err = bufs.WriteTo(w.c)
-	}
-	if err != nil {
-		w.c.Close() // a client that cannot take its answers is gone
-	}
-	return err
 }
 
 func remoteAddr(c net.Conn) netip.Addr {

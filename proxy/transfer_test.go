@@ -18,6 +18,16 @@ type transferResolver struct {
 	err  error
 }
 
+func (r *transferResolver) Start(q []byte, deadline time.Time, fin proxy.Finisher) {
+	later(r, q, deadline, fin)
+}
+
+func (r *transferResolver) StartHeld(q []byte, deadline time.Time, fin proxy.Finisher) {
+	r.Start(q, deadline, fin)
+}
+
+func (r *transferResolver) Flush() {}
+
 func (r *transferResolver) Resolve([]byte, time.Time) ([]byte, fmt.Stringer, error) {
 	return nil, nil, errors.New("not a transfer")
 }

@@ -59,7 +59,7 @@ type udpQuery struct {
 	replyBuf [oobSize]byte
 	peer     peer // the client's address as the kernel gave it, where the reply goes
 
-	// Set for a query sent by the resolver's Start, which answers it
+	// Set as the query is started on the resolver, which answers it
 	// through Resolved.
 	s        *Server
 	l        *udpListener
@@ -96,27 +96,18 @@ func (s *Server) release(q *udpQuery, slots <-chan struct{}) {
 	putQuery(q)
 }
 
-// workerIdle is how long a UDP worker waits for the next query before it
-// ends: long enough to carry a steady load with no goroutine started per
-// query, short enough that a burst leaves no crowd of idle goroutines.
-const workerIdle = 2 * time.Second
-
 // serveUDP reads queries and starts each on the resolver, whose answer is
-// written back by the goroutine that got it (see startUDP). A query the
-// resolver cannot start goes to an idle worker, which waits for it; a new
-// worker starts only when none is idle. Workers and query buffers are
-// reused, so that a query in steady state costs no goroutine start and no
-// allocation.
+// written back by the goroutine that got it (see startUDP). Query buffers
+// are reused, so that a query in steady state costs no goroutine start and
+// no allocation.
 func (s *Server) serveUDP(pc *net.UDPConn) {
 	defer s.wg.Done()
 	u := &udpLoop{
 		s:     s,
 		l:     newUDPListener(pc),
 		slots: make(chan struct{}, s.cfg.UDPMaxInFlight),
-		work:  make(chan *udpQuery),
 		qs:    make([]*udpQuery, batchSize),
 	}
-	defer close(u.work) // idle workers end; busy ones end after their query
 	u.refill()
 	defer func() {
 		for _, q := range u.qs {
@@ -145,8 +136,7 @@ type udpLoop struct {
 	s     *Server
 	l     *udpListener
 	slots chan struct{} // one per query answered at once
-	work  chan *udpQuery
-	qs    []*udpQuery // the batch being read into, batchSize of them
+	qs    []*udpQuery   // the batch being read into, batchSize of them
 }
 
 // refill gives every slot of the batch a query to read into.
@@ -163,7 +153,7 @@ func (u *udpLoop) batch(n int) {
 	arrived := time.Now()
 	// A burst leaves upstream in one write per connection, held
 	// until the batch is through; a lone query is written at once.
-	hold := n > 1 && u.s.batcher != nil
+	hold := n > 1
 	held := false
 	for i := range n {
 		q := u.qs[i]
@@ -180,24 +170,15 @@ func (u *udpLoop) batch(n int) {
 			// Full: the answers that free a slot may be
 			// waiting for the queries held.
 			if held {
-				u.s.batcher.Flush()
+				u.s.cfg.Resolver.Flush()
 				held = false
 			}
 			u.slots <- struct{}{}
 		}
-		if u.s.starter != nil && u.s.startUDP(u.l, q, u.slots, hold) {
-			held = held || hold
-			continue
-		}
-		select {
-		case u.work <- q:
-		default:
-			u.s.wg.Add(1)
-			go u.s.udpWorker(u.l, q, u.work, u.slots)
-		}
+		held = u.s.startUDP(u.l, q, u.slots, hold) || held
 	}
 	if held {
-		u.s.batcher.Flush()
+		u.s.cfg.Resolver.Flush()
 	}
 	u.refill()
 }
@@ -216,63 +197,39 @@ func (s *Server) admitUDP(q *udpQuery) (DropReason, bool) {
 	return "", true
 }
 
-// udpWorker answers q, then each query handed to it on work, until work is
-// closed or no query comes for workerIdle.
-func (s *Server) udpWorker(l *udpListener, q *udpQuery, work <-chan *udpQuery, slots <-chan struct{}) {
-	defer s.wg.Done()
-	idle := time.NewTimer(workerIdle)
-	defer idle.Stop()
-	for {
-		s.answerUDP(l, q)
-		s.release(q, slots)
-		idle.Reset(workerIdle)
-		var ok bool
-		select {
-		case q, ok = <-work:
-			if !ok {
-				return
-			}
-		case <-idle.C:
-			return
-		}
-	}
-}
-
-func (s *Server) answerUDP(l *udpListener, q *udpQuery) {
-	if reply := s.handle(UDP, q.client.Addr(), q.msg, q.arrived); reply != nil {
-		s.writeUDP(l, q, reply)
-	}
-}
-
-// startUDP sends q to the resolver's Start, or with hold to its StartHeld,
-// and reports whether it did; q is
-// then answered through Resolved, and its slot freed there. It answers at
-// once a query that goes no further than check. Once the resolver has it,
-// q may already be answered and reused: it is not touched again here.
+// startUDP answers at once a query that goes no further than check, and
+// sends any other to the resolver's Start, or with hold to its StartHeld,
+// to be answered through Resolved, where its slot is freed. It reports
+// whether it left a query held. Once the resolver has q, q may already be
+// answered and reused: it is not touched again here.
 //
-// This is the cheap path: the listener's reader writes the query upstream
-// itself, and the upstream connection's reader writes the reply, so that no
-// goroutine is woken for the query in between.
-func (s *Server) startUDP(l *udpListener, q *udpQuery, slots <-chan struct{}, hold bool) bool {
+// The listener's reader writes the query upstream itself, and the upstream
+// connection's reader writes the reply, so that no goroutine is woken for
+// the query in between.
+func (s *Server) startUDP(l *udpListener, q *udpQuery, slots <-chan struct{}, hold bool) (held bool) {
 	reply, done := s.check(UDP, q.client.Addr(), q.msg, q.arrived, &q.parsed)
 	if done {
 		if reply != nil {
 			s.writeUDP(l, q, reply)
 		}
 		s.release(q, slots)
-		return true
+		return false
 	}
 	q.s, q.l, q.slots = s, l, slots
 	q.deadline = q.arrived.Add(s.cfg.QueryTimeout)
 	s.wg.Add(1)
-	if hold && s.batcher.StartHeld(q.msg, q.deadline, q) || !hold && s.starter.Start(q.msg, q.deadline, q) {
+	if hold {
+		s.cfg.Resolver.StartHeld(q.msg, q.deadline, q)
 		return true
 	}
-	s.wg.Done()
+	s.cfg.Resolver.Start(q.msg, q.deadline, q)
 	return false
 }
 
-// Resolved answers a query that startUDP sent.
+var _ Finisher = (*udpQuery)(nil)
+
+// Resolved implements [Finisher]: it writes the reply to a query that
+// startUDP sent.
 func (q *udpQuery) Resolved(answer []byte, from fmt.Stringer, err error) {
 	s, slots := q.s, q.slots
 	reply := s.finish(UDP, q.client.Addr(), &q.parsed, len(q.msg), q.arrived, q.deadline, answer, from, err)

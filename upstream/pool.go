@@ -145,11 +145,6 @@ func (p *Pool) String() string { return p.cfg.Addr }
 // InFlight returns the number of queries waiting for this upstream.
 func (p *Pool) InFlight() int { return int(p.inflight.Load()) }
 
-// Observer returns the Observer the pool reports to, so that whoever is
-// handed the pool as the upstream that answered a query can find what it
-// keeps for it without looking it up by name.
-func (p *Pool) Observer() Observer { return p.obs }
-
 // Stats returns the pool's current state.
 func (p *Pool) Stats() Stats {
 	p.mu.Lock()
