@@ -254,12 +254,14 @@ start_dotproxy_before() {
 
 # dnsdist 1.7 as a plain -> DoT forwarder. UDP queries to a DoT backend are
 # handed to its TCP workers, each holding its own backend connection: two
-# workers, two upstream connections.
+# workers, two upstream connections. maxInFlight on the listener lets it work
+# on up to 64 pipelined queries of one client TCP connection at once (without
+# it, one at a time); it does nothing to UDP.
 start_dnsdist() {
 	local port=$1 logf=$2
 	cat >"$W/fwd-dnsdist.conf" <<EOF
 setSecurityPollSuffix('')
-setLocal('127.0.0.1:$port')
+setLocal('127.0.0.1:$port', {maxInFlight=64})
 setMaxTCPClientThreads(2)
 newServer({address='127.0.0.1:$UP_PORT', tls='openssl', subjectName='dns.test',
   caStore='$W/ca.pem', validateCertificates=true, maxInFlight=1000})
