@@ -8,6 +8,9 @@
 #   targets    dnsperf over UDP to each proxy, which forwards over DoT:
 #              dotproxy (defaults, then a few settings), dnsdist, unbound,
 #              Knot Resolver (kresd), stubby, whichever are installed
+#   TCP pass   then the same targets again with dnsperf over TCP (-m tcp),
+#              each started afresh and with paired baselines of its own
+#              (see below; CLIENT_TRANSPORTS chooses the passes)
 #
 # For each target, one at a time, never two at once:
 #   - maximum throughput: dnsperf with many queries outstanding, -l DURATION,
@@ -30,6 +33,25 @@
 #     and (in brackets) the same with each first divided by its own paired
 #     baseline, which takes out the machine's drift between the two
 #
+# The TCP-clients pass measures the same figures, in a table of its own
+# ("TCP clients"), with these differences:
+#   - dnsperf -m tcp -c TCP_CLIENTS -q TCP_OUTSTANDING: several long-lived
+#     client connections (a resolver's stub clients, or a downstream cache,
+#     hold a few and pipeline on them), no reconnects during a run (dnsperf's
+#     num-queries-per-conn is left unlimited), so the figures are of query
+#     handling on open connections, not of accept() and handshakes. The
+#     default 8 x 50 outstanding stays under the per-connection limits of
+#     both dotproxy (DOTPROXY_CLIENT_TCP_MAX_INFLIGHT, 64) and dnsdist
+#     (maxInFlight=64 on its listener, see start_dnsdist; without it dnsdist
+#     takes a connection's queries one at a time): what is measured is how
+#     each works through pipelined queries, not where it stops reading.
+#   - the latency run also uses TCP_CLIENTS connections, at the same RATE
+#   - the paired baselines (DoT straight to the upstream) use TCP_CLIENTS
+#     TLS connections too, so that the target's run and its baseline's differ
+#     only by the forwarder in between
+#   - dotproxy's SWEEP variants are not repeated (dotproxy runs with
+#     defaults; dotproxy-before likewise)
+#
 # Every query name is unique (uNNNNNNN.bench.test, NAMES of them), so no cache
 # helps. Traffic goes only to 127.0.0.1 on high ports; every load run is
 # bounded by -l. Every process started here is stopped on exit (trap).
@@ -40,10 +62,19 @@
 #   ROUNDS=1         max-throughput runs per target; the best is reported
 #   LAT_DURATION=10  seconds of the fixed-rate latency run
 #   RATE=2000        queries/s of the latency run
-#   OUTSTANDING=500  dnsperf -q for the throughput runs (UDP targets)
-#   BASE_OUTSTANDING=100  dnsperf -q for the DoT baseline (more only adds
-#                    queueing in one TLS stream; see docs/benchmarks.md)
-#   CLIENTS=1        dnsperf -c (sockets; for DoT, TLS connections)
+#   OUTSTANDING=500  dnsperf -q for the throughput runs (UDP pass)
+#   BASE_OUTSTANDING=100  dnsperf -q for the DoT baseline, both passes (more
+#                    only adds queueing in one TLS stream; docs/benchmarks.md)
+#   CLIENTS=1        dnsperf -c of the UDP pass (sockets; for its DoT
+#                    baselines, TLS connections)
+#   CLIENT_TRANSPORTS="udp tcp"  client-side passes, in the order given: udp
+#                    (dnsperf over UDP to each target, as above), tcp (the
+#                    same over TCP, a "TCP clients" table of its own);
+#                    CLIENT_TRANSPORTS=udp skips the TCP pass
+#   TCP_CLIENTS=8    dnsperf -c of the TCP pass (client TCP connections, and
+#                    the TLS connections of its paired baselines)
+#   TCP_OUTSTANDING=400  dnsperf -q of the TCP pass's throughput runs, over
+#                    all TCP_CLIENTS connections (50 each by default)
 #   NAMES=1000000    unique query names generated
 #   TARGETS="baseline dotproxy dnsdist unbound kresd stubby"  what to run
 #   SWEEP="..."      dotproxy variants after the defaults, ';'-separated
@@ -60,9 +91,11 @@
 #                    DOTPROXY_BEFORE_REV=label names it in the report
 #   RUNS=1           the whole series of TARGETS this many times in a row
 #                    (one build, one upstream); results.md has every run's
-#                    table and a summary of issue 9's targets across runs
+#                    tables and a summary of issue 9's targets across runs
+#                    (UDP), and of the TCP pass's dotproxy rows
 #
-# Three runs, old and new dotproxy against dnsdist, ~12 min on 2 cores:
+# Three runs, old and new dotproxy against dnsdist, ~12 min on 2 cores with
+# CLIENT_TRANSPORTS=udp, ~22 min with the TCP pass (the default):
 #   RUNS=3 SWEEP= TARGETS="baseline dotproxy dotproxy-before dnsdist" \
 #     DOTPROXY_BEFORE_BIN=/path/to/old/dotproxy bench/compare.sh
 set -euo pipefail
@@ -83,6 +116,18 @@ RATE=${RATE:-2000}
 OUTSTANDING=${OUTSTANDING:-500}
 BASE_OUTSTANDING=${BASE_OUTSTANDING:-100}
 CLIENTS=${CLIENTS:-1}
+CLIENT_TRANSPORTS=${CLIENT_TRANSPORTS:-udp tcp}
+TCP_CLIENTS=${TCP_CLIENTS:-8}
+TCP_OUTSTANDING=${TCP_OUTSTANDING:-400}
+passes=""
+for ct in $CLIENT_TRANSPORTS; do
+	case $ct in
+	udp | tcp) [[ " $passes " == *" $ct "* ]] || passes+=" $ct" ;;
+	*) echo "compare.sh: CLIENT_TRANSPORTS: \"$ct\" is neither udp nor tcp" >&2; exit 2 ;;
+	esac
+done
+CLIENT_TRANSPORTS=${passes# } # each pass once: their files are named by transport
+[ -n "$CLIENT_TRANSPORTS" ] || { echo "compare.sh: CLIENT_TRANSPORTS names no pass" >&2; exit 2; }
 NAMES=${NAMES:-1000000}
 TARGETS=${TARGETS:-baseline dotproxy dnsdist unbound kresd stubby}
 SWEEP=${SWEEP-conns=1 DOTPROXY_UPSTREAM_MAX_CONNS=1;conns=2 DOTPROXY_UPSTREAM_MAX_CONNS=2;inflight=64 DOTPROXY_UPSTREAM_MAX_INFLIGHT=64;inflight=1024 DOTPROXY_UPSTREAM_MAX_INFLIGHT=1024;GOMAXPROCS=1 GOMAXPROCS=1}
@@ -227,7 +272,8 @@ log "upstream dnsdist on 127.0.0.1:$UP_PORT (DoT)"
 # ---------------------------------------------------------------- proxies
 
 # start_TARGET PORT LOGFILE [ENV=VAL...]: starts it in the background and
-# echoes its PID. Each forwards 127.0.0.1:PORT (UDP) to the upstream over DoT.
+# echoes its PID. Each forwards 127.0.0.1:PORT (UDP and TCP) to the upstream
+# over DoT.
 
 start_dotproxy() {
 	local port=$1 logf=$2
@@ -254,12 +300,14 @@ start_dotproxy_before() {
 
 # dnsdist 1.7 as a plain -> DoT forwarder. UDP queries to a DoT backend are
 # handed to its TCP workers, each holding its own backend connection: two
-# workers, two upstream connections.
+# workers, two upstream connections. maxInFlight on the listener lets it work
+# on up to 64 pipelined queries of one client TCP connection at once (without
+# it, one at a time); it does nothing to UDP.
 start_dnsdist() {
 	local port=$1 logf=$2
 	cat >"$W/fwd-dnsdist.conf" <<EOF
 setSecurityPollSuffix('')
-setLocal('127.0.0.1:$port')
+setLocal('127.0.0.1:$port', {maxInFlight=64})
 setMaxTCPClientThreads(2)
 newServer({address='127.0.0.1:$UP_PORT', tls='openssl', subjectName='dns.test',
   caStore='$W/ca.pem', validateCertificates=true, maxInFlight=1000})
@@ -390,7 +438,7 @@ throughput() {
 		[ -n "$pid" ] && t0=$(cpu_ticks "$pid")
 		u0=$(cpu_ticks "$up_pid")
 		dnsperf -m "$mode" -s 127.0.0.1 -p "$port" -d "$W/q.txt" -l "$DURATION" \
-			-c "$CLIENTS" -q "$q" -t 2 >"$f" 2>&1 || true
+			-c "$pass_clients" -q "$q" -t 2 >"$f" 2>&1 || true
 		[ -n "$pid" ] && t1=$(cpu_ticks "$pid")
 		u1=$(cpu_ticks "$up_pid")
 		kill "$sampler" 2>/dev/null || true
@@ -414,17 +462,21 @@ throughput() {
 	qps=$best lost=${bestlost:-?} conns=$maxc
 }
 
-# latency LABEL MODE PORT [PID]: fixed RATE for LAT_DURATION; sets p50 p99
-# (ms) and cpu_lat, CPU s per 1k completed queries of PID.
+# latency LABEL MODE PORT [PID]: fixed RATE for LAT_DURATION over
+# lat_clients sockets or connections; sets p50 p99 (ms) and cpu_lat, CPU s
+# per 1k completed queries of PID. A query that got no answer within the
+# timeout (dnsperf's "> T name type" line, which has no latency) counts as
+# taking the timeout: a lower bound, so a percentile that reaches the lost
+# queries reads as the timeout, never as less.
 latency() {
-	local label=$1 mode=$2 port=$3 pid=${4:-} f="$OUT/$rp$1.lat.txt" t0=0 t1=0
+	local label=$1 mode=$2 port=$3 pid=${4:-} f="$OUT/$rp$1.lat.txt" t0=0 t1=0 to=2
 	cpu_lat=-
 	[ -n "$pid" ] && t0=$(cpu_ticks "$pid")
 	dnsperf -m "$mode" -s 127.0.0.1 -p "$port" -d "$W/q.txt" -l "$LAT_DURATION" \
-		-c 1 -q 1000 -Q "$RATE" -t 2 -v >"$f" 2>&1 || true
+		-c "$lat_clients" -q 1000 -Q "$RATE" -t "$to" -v >"$f" 2>&1 || true
 	[ -n "$pid" ] && t1=$(cpu_ticks "$pid")
 	[ -n "$pid" ] && cpu_lat=$(cpu_per_1k $((t1 - t0)) "$(completed "$f")")
-	read -r p50 p99 <<<"$(awk '/^> /{print $NF}' "$f" | sort -n | awk '
+	read -r p50 p99 <<<"$(awk -v to="$to" '/^> T /{print to; next} /^> /{print $NF}' "$f" | sort -n | awk '
 		{v[NR]=$1} END{ if (NR==0) {print "nan nan"; exit}
 		i=int(NR*0.50); if (i<NR*0.50) i++; if (i<1) i=1
 		j=int(NR*0.99); if (j<NR*0.99) j++; if (j<1) j=1
@@ -447,9 +499,9 @@ row() { results+=("$(printf '%s\t' "$@")"); }
 run_baseline() {
 	local busy
 	busy=$(quiet)
-	log "baseline: dnsperf DoT straight to the upstream (other load ${busy}%)"
+	log "baseline ($ct pass): dnsperf DoT straight to the upstream, -c $pass_clients (other load ${busy}%)"
 	# Warm-up, not counted.
-	dnsperf -m dot -s 127.0.0.1 -p "$UP_PORT" -d "$W/q.txt" -l 2 -c "$CLIENTS" -q "$BASE_OUTSTANDING" >/dev/null 2>&1 || true
+	dnsperf -m dot -s 127.0.0.1 -p "$UP_PORT" -d "$W/q.txt" -l 2 -c "$pass_clients" -q "$BASE_OUTSTANDING" >/dev/null 2>&1 || true
 	throughput baseline dot "$UP_PORT" "$BASE_OUTSTANDING"
 	latency baseline dot "$UP_PORT"
 	base_qps=$qps
@@ -469,7 +521,7 @@ run_proxy() {
 	port=$(free_port)
 	pid=$("start_${kind//-/_}" "$port" "$OUT/$rp$label.log" "$@")
 	track "$pid"
-	if ! ready udp "$port"; then
+	if ! ready "$ct" "$port"; then
 		log "$label did not answer; see $OUT/$rp$label.log"
 		stop "$pid"
 		row "$label" failed - - - - - - - - - - - - - - - - - -
@@ -477,16 +529,16 @@ run_proxy() {
 	fi
 	rss0=$(rss_kb "$pid")
 	busy=$(quiet)
-	log "$label on 127.0.0.1:$port, pid $pid (other load ${busy}%)"
-	dnsperf -s 127.0.0.1 -p "$port" -d "$W/q.txt" -l 2 -c "$CLIENTS" -q "$OUTSTANDING" >/dev/null 2>&1 || true
+	log "$label on 127.0.0.1:$port, $ct clients, pid $pid (other load ${busy}%)"
+	dnsperf -m "$ct" -s 127.0.0.1 -p "$port" -d "$W/q.txt" -l 2 -c "$pass_clients" -q "$pass_outstanding" >/dev/null 2>&1 || true
 	rss1=$(rss_kb "$pid")
 	throughput "$label.base" dot "$UP_PORT" "$BASE_OUTSTANDING"
 	pair_qps=$qps
-	throughput "$label" udp "$port" "$OUTSTANDING" "$pid"
+	throughput "$label" "$ct" "$port" "$pass_outstanding" "$pid"
 	c_sat=$cpu_sat
 	latency "$label.base" dot "$UP_PORT"
 	pair50=$p50 pair99=$p99
-	latency "$label" udp "$port" "$pid"
+	latency "$label" "$ct" "$port" "$pid"
 	rss2=$(rss_kb "$pid")
 	hwm=$(hwm_kb "$pid")
 	stop "$pid"
@@ -499,15 +551,23 @@ run_proxy() {
 	log "  $label: $qps qps (${ratio}x), added p50 $add50 / p99 $add99 ms at $RATE qps, CPU s/1k $c_sat / $cpu_lat, conns $conns, RSS $(mib "$rss2") MiB"
 }
 
-# report_run N: results.N.md and results.N.tsv of run N (the rows so far).
+# report_run N: results.N.md and results.N.tsv of run N's UDP pass (the rows
+# so far), results.N.tcp.md and results.N.tcp.tsv of its TCP pass (ct=tcp).
 report_run() {
-	local n=$1 tsv="$OUT/results.$1.tsv"
+	local n=$1 sfx="" title tsv
+	if [ "$ct" = tcp ]; then
+		sfx=.tcp
+		title="TCP clients: dnsperf -m tcp -c $TCP_CLIENTS, -q $TCP_OUTSTANDING at saturation, -c $TCP_CLIENTS at $RATE qps; DoT baselines -c $TCP_CLIENTS -q $BASE_OUTSTANDING"
+	else
+		title="UDP clients: dnsperf -m udp -c $CLIENTS, -q $OUTSTANDING at saturation, -c 1 at $RATE qps; DoT baselines -c $CLIENTS -q $BASE_OUTSTANDING"
+	fi
+	tsv="$OUT/results.$n$sfx.tsv"
 	{
 		echo "$TSV_HEAD"
 		printf '%s\n' "${results[@]}" | sed 's/\t$//'
 	} >"$tsv"
 	{
-		echo "### Run $n of $RUNS, $run_start"
+		echo "### Run $n of $RUNS, $title; $pass_start"
 		echo
 		echo "| target | QPS | QPS / baseline (paired baseline) | QPS / dnsdist (paired) | added p50 / p99 ms @$RATE (paired baseline p50 / p99) | p50 / p99 ms @$RATE | CPU s/1k, saturation / @$RATE | upstream conns | RSS MiB idle / warm / end (peak) | upstream CPU s/1k, saturation | NOERROR % of sent | other load % |"
 		echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
@@ -531,42 +591,54 @@ report_run() {
 					}
 				}
 			}' "$tsv"
-	} >"$OUT/results.$n.md"
+	} >"$OUT/results.$n$sfx.md"
 }
 
 start_time=$(date -u +%FT%TZ)
 for ((run = 1; run <= RUNS; run++)); do
-	results=()
-	rp=""
-	((RUNS > 1)) && rp="r$run."
-	run_start=$(date -u +%FT%TZ)
 	((RUNS > 1)) && log "run $run of $RUNS"
-	for t in $TARGETS; do
-		case $t in
-		baseline) run_baseline ;;
-		dotproxy)
-			run_proxy dotproxy dotproxy
-			if [ -n "$SWEEP" ]; then
-				IFS=';' read -ra variants <<<"$SWEEP"
-				for v in "${variants[@]}"; do
-					read -ra words <<<"$v"
-					run_proxy "dotproxy ${words[0]}" dotproxy "${words[@]:1}"
-				done
-			fi
-			;;
-		*) run_proxy "$t" "$t" ;;
-		esac
+	# One pass of every target per client transport. The pass_* settings are
+	# what throughput, latency, run_baseline and run_proxy read.
+	for ct in $CLIENT_TRANSPORTS; do
+		results=()
+		rp=""
+		((RUNS > 1)) && rp="r$run."
+		if [ "$ct" = tcp ]; then
+			rp+="tcp."
+			pass_clients=$TCP_CLIENTS pass_outstanding=$TCP_OUTSTANDING lat_clients=$TCP_CLIENTS
+		else
+			pass_clients=$CLIENTS pass_outstanding=$OUTSTANDING lat_clients=1
+		fi
+		pass_start=$(date -u +%FT%TZ)
+		log "$ct clients"
+		for t in $TARGETS; do
+			case $t in
+			baseline) run_baseline ;;
+			dotproxy)
+				run_proxy dotproxy dotproxy
+				# The sweep is for the UDP pass only: the TCP pass is the defaults.
+				if [ -n "$SWEEP" ] && [ "$ct" = udp ]; then
+					IFS=';' read -ra variants <<<"$SWEEP"
+					for v in "${variants[@]}"; do
+						read -ra words <<<"$v"
+						run_proxy "dotproxy ${words[0]}" dotproxy "${words[@]:1}"
+					done
+				fi
+				;;
+			*) run_proxy "$t" "$t" ;;
+			esac
+		done
+		# The baseline again at the end: how much the machine drifted during the run.
+		if [[ " $TARGETS " == *" baseline "* ]]; then
+			first_base=$base_qps
+			busy=$(quiet)
+			throughput baseline-end dot "$UP_PORT" "$BASE_OUTSTANDING"
+			row "baseline again, at the end" "$qps" \
+				"$(awk -v a="$qps" -v b="$first_base" 'BEGIN{printf "%.2f", (b > 0 ? a/b : 0)}')" \
+				- - - - - - - - - "$conns" - - - - "$up_sat" "$lost" "$busy"
+		fi
+		report_run "$run"
 	done
-	# The baseline again at the end: how much the machine drifted during the run.
-	if [[ " $TARGETS " == *" baseline "* ]]; then
-		first_base=$base_qps
-		busy=$(quiet)
-		throughput baseline-end dot "$UP_PORT" "$BASE_OUTSTANDING"
-		row "baseline again, at the end" "$qps" \
-			"$(awk -v a="$qps" -v b="$first_base" 'BEGIN{printf "%.2f", (b > 0 ? a/b : 0)}')" \
-			- - - - - - - - - "$conns" - - - - "$up_sat" "$lost" "$busy"
-	fi
-	report_run "$run"
 done
 
 # ---------------------------------------------------------------- report
@@ -608,18 +680,63 @@ summary() {
 	echo "QPS / dnsdist: dotproxy's NOERROR qps over dnsdist's in the same run; in brackets each first divided by its own paired baseline. RSS ≤ 25 MiB and flat, and sparse traffic, are measured by bench/soak.sh and bench/sparse.sh."
 }
 
+# The TCP pass's dotproxy rows next to dnsdist's, run by run: the
+# before-and-after view for TCP clients (no targets are set for them).
+tcp_summary() {
+	echo "### TCP clients: dotproxy against dnsdist, run by run"
+	echo
+	echo "| run | target | QPS | QPS / dnsdist (paired) | CPU s/1k saturation (dnsdist's) | CPU s/1k @$RATE (dnsdist's) | added p50 / p99 ms @$RATE (dnsdist's) | upstream conns (dnsdist's) | RSS end / peak MiB |"
+	echo "|--:|---|--:|--:|--:|--:|--:|--:|--:|"
+	for ((run = 1; run <= RUNS; run++)); do
+		awk -F'\t' -v run="$run" 'NR == 1 { next }
+			$1 == "dnsdist" && $2 != "failed" { d = 1; dq = $2; dr = $3; ds = $11; dc = $12; d50 = $7; d99 = $8; dn = $13 }
+			$1 ~ /^dotproxy/ { n++; l[n] = $0 }
+			function br(v, w) { return d ? sprintf("%s (%s)", v, w) : v }
+			END {
+				for (i = 1; i <= n; i++) {
+					split(l[i], f, "\t")
+					if (f[2] == "failed") { printf "| %d | %s | failed | | | | | | |\n", run, f[1]; continue }
+					vs = (dq > 0) ? sprintf("%.2f (%.2f)", f[2] / dq, (dr > 0 && f[3] != "-" ? f[3] / dr : 0)) : "no dnsdist"
+					printf "| %d | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n", run, f[1], f[2], vs,
+						br(f[11], ds), br(f[12], dc), br(f[7] " / " f[8], d50 " / " d99), br(f[13], dn), f[16], f[17]
+				}
+			}' "$OUT/results.$run.tcp.tsv"
+	done
+	echo
+	echo "QPS / dnsdist: NOERROR qps over dnsdist's in the same TCP pass; in brackets each first divided by its own paired baseline. No targets are set for TCP clients."
+}
+
+has_pass() { [[ " $CLIENT_TRANSPORTS " == *" $1 "* ]]; }
+
 {
 	echo "# dotproxy side-by-side, $start_time"
 	echo
 	echo "dotproxy $dp_rev (\`git rev-parse --short HEAD\`: $(cd "$repo" && git rev-parse --short HEAD 2>/dev/null || echo unknown))${DOTPROXY_BEFORE_BIN:+; dotproxy-before: $DOTPROXY_BEFORE_REV}; $(dnsdist --version 2>/dev/null | head -1); $(dnsperf -h 2>&1 | grep -m1 Version)"
 	echo "$(nproc) CPUs; kernel $(uname -r); DURATION=${DURATION}s x ROUNDS=$ROUNDS (best), RATE=$RATE qps for ${LAT_DURATION}s,"
-	echo "CLIENTS=$CLIENTS, OUTSTANDING=$OUTSTANDING (baseline $BASE_OUTSTANDING), NAMES=$NAMES, RUNS=$RUNS; TARGETS=\"$TARGETS\""
+	echo "CLIENTS=$CLIENTS, OUTSTANDING=$OUTSTANDING (baseline $BASE_OUTSTANDING), NAMES=$NAMES, RUNS=$RUNS; TARGETS=\"$TARGETS\";"
+	echo "CLIENT_TRANSPORTS=\"$CLIENT_TRANSPORTS\", TCP_CLIENTS=$TCP_CLIENTS, TCP_OUTSTANDING=$TCP_OUTSTANDING"
 	echo
-	for ((run = 1; run <= RUNS; run++)); do
-		cat "$OUT/results.$run.md"
+	if has_pass udp; then
+		echo "## UDP clients"
 		echo
-	done
-	summary
+		for ((run = 1; run <= RUNS; run++)); do
+			cat "$OUT/results.$run.md"
+			echo
+		done
+		summary
+		echo
+	fi
+	if has_pass tcp; then
+		echo "## TCP clients"
+		echo
+		echo "dnsperf -m tcp to each target: $TCP_CLIENTS connections, $TCP_OUTSTANDING queries outstanding over them at saturation, $RATE qps over them for latency; paired baselines DoT with $TCP_CLIENTS TLS connections. No SWEEP variants."
+		echo
+		for ((run = 1; run <= RUNS; run++)); do
+			cat "$OUT/results.$run.tcp.md"
+			echo
+		done
+		tcp_summary
+	fi
 	if ((${#skipped[@]})); then
 		echo
 		echo "Not installed, skipped: ${skipped[*]}"
