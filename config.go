@@ -36,13 +36,13 @@ const maxUDPSockets = 64
 // add their name to the variable: Upstream.MaxConns is
 // DOTPROXY_UPSTREAM_MAX_CONNS.
 type config struct {
-	Upstreams       upstreamList  `split_words:"true" default:"1.1.1.1:853,1.0.0.1:853" desc:"resolvers to forward to: comma-separated host[:port][#tls-name]; port 853 if omitted; IPv6 as [addr]:port. Without #tls-name the certificate must be valid for the host (IP SAN for an address)"`
-	Bootstrap       bootstrapList `desc:"plain-DNS resolvers (comma-separated ip or ip:port, port 53 if omitted) used only to resolve upstream host names, instead of the system resolver; set it when the system resolver is dotproxy itself"`
-	Listen          listenList    `split_words:"true" default:":53" desc:"comma-separated host:port addresses, each served on UDP and TCP; an empty host means every address"`
-	Allow           prefixList    `split_words:"true" default:"127.0.0.0/8,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,169.254.0.0/16,::1/128,fc00::/7,fe80::/10" desc:"client networks (CIDRs or single addresses) that may query; others get REFUSED. 0.0.0.0/0,::/0 allows everyone"`
-	QueryTimeout    time.Duration `split_words:"true" default:"4s" desc:"total time a query may take, retries included; the client then gets SERVFAIL. Below the 5 s that stub resolvers wait, so they see an answer rather than a timeout"`
-	TransferTimeout time.Duration `split_words:"true" default:"60s" desc:"longest a zone transfer (AXFR, IXFR over TCP) may take from its query to its last message; each message must also arrive within DOTPROXY_QUERY_TIMEOUT of the one before"`
-	Padding         padding       `default:"block" desc:"block: pad every query sent upstream to a multiple of 128 bytes with EDNS(0) padding (RFC 7830, RFC 8467), so the length of the encrypted record does not give away the name; off: send queries unpadded"`
+	Upstreams       upstreamList       `split_words:"true" default:"1.1.1.1:853,1.0.0.1:853" desc:"resolvers to forward to: comma-separated host[:port][#tls-name]; port 853 if omitted; IPv6 as [addr]:port. Without #tls-name the certificate must be valid for the host (IP SAN for an address)"`
+	Bootstrap       upstream.Bootstrap `desc:"plain-DNS resolvers (comma-separated ip or ip:port, port 53 if omitted) used only to resolve upstream host names, instead of the system resolver; set it when the system resolver is dotproxy itself"`
+	Listen          listenList         `split_words:"true" default:":53" desc:"comma-separated host:port addresses, each served on UDP and TCP; an empty host means every address"`
+	Allow           prefixList         `split_words:"true" default:"127.0.0.0/8,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,169.254.0.0/16,::1/128,fc00::/7,fe80::/10" desc:"client networks (CIDRs or single addresses) that may query; others get REFUSED. 0.0.0.0/0,::/0 allows everyone"`
+	QueryTimeout    time.Duration      `split_words:"true" default:"4s" desc:"total time a query may take, retries included; the client then gets SERVFAIL. Below the 5 s that stub resolvers wait, so they see an answer rather than a timeout"`
+	TransferTimeout time.Duration      `split_words:"true" default:"60s" desc:"longest a zone transfer (AXFR, IXFR over TCP) may take from its query to its last message; each message must also arrive within DOTPROXY_QUERY_TIMEOUT of the one before"`
+	Padding         padding            `default:"block" desc:"block: pad every query sent upstream to a multiple of 128 bytes with EDNS(0) padding (RFC 7830, RFC 8467), so the length of the encrypted record does not give away the name; off: send queries unpadded"`
 
 	TLS struct {
 		CAFile string  `split_words:"true" desc:"PEM bundle trusted instead of the system roots"`
