@@ -42,7 +42,7 @@ type config struct {
 	Allow           prefixList         `split_words:"true" default:"127.0.0.0/8,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,169.254.0.0/16,::1/128,fc00::/7,fe80::/10" desc:"client networks (CIDRs or single addresses) that may query; others get REFUSED. 0.0.0.0/0,::/0 allows everyone"`
 	QueryTimeout    time.Duration      `split_words:"true" default:"4s" desc:"total time a query may take, retries included; the client then gets SERVFAIL. Below the 5 s that stub resolvers wait, so they see an answer rather than a timeout"`
 	TransferTimeout time.Duration      `split_words:"true" default:"60s" desc:"longest a zone transfer (AXFR, IXFR over TCP) may take from its query to its last message; each message must also arrive within DOTPROXY_QUERY_TIMEOUT of the one before"`
-	Padding         padding            `default:"block" desc:"block: pad every query sent upstream to a multiple of 128 bytes with EDNS(0) padding (RFC 7830, RFC 8467), so the length of the encrypted record does not give away the name; off: send queries unpadded"`
+	Padding         dnsmsg.Padding     `default:"block" desc:"block: pad every query sent upstream to a multiple of 128 bytes with EDNS(0) padding (RFC 7830, RFC 8467), so the length of the encrypted record does not give away the name; off: send queries unpadded"`
 
 	TLS struct {
 		CAFile string  `split_words:"true" desc:"PEM bundle trusted instead of the system roots"`
@@ -339,37 +339,4 @@ func splitList(s string) []string {
 		}
 	}
 	return out
-}
-
-// padding is DOTPROXY_PADDING.
-type padding string
-
-const (
-	paddingBlock padding = "block"
-	paddingOff   padding = "off"
-)
-
-// queryBlock is the block length RFC 8467 §4.1 recommends for queries.
-const queryBlock = 128
-
-// UnmarshalText implements encoding.TextUnmarshaler.
-func (p *padding) UnmarshalText(text []byte) error {
-	switch v := padding(strings.ToLower(string(text))); v {
-	case paddingBlock, paddingOff:
-		*p = v
-	default:
-		return errors.New("unknown padding (allowed: block, off)")
-	}
-	return nil
-}
-
-// rewrite is what the upstream pools change in each query: padding as set,
-// and always the edns-tcp-keepalive option, so that each resolver says how
-// long it keeps an idle connection (RFC 7858 §3.4).
-func (p padding) rewrite() dnsmsg.Rewrite {
-	r := dnsmsg.Rewrite{Keepalive: true}
-	if p == paddingBlock {
-		r.PadBlock = queryBlock
-	}
-	return r
 }

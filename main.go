@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/dotproxy/dotproxy/balance"
+	"github.com/dotproxy/dotproxy/dnsmsg"
 	"github.com/dotproxy/dotproxy/emit"
 	"github.com/kelseyhightower/envconfig"
 	"github.com/lmittmann/tint"
@@ -118,7 +119,7 @@ func kindOf(v reflect.Value) string {
 		return "true or false"
 	case int:
 		return "integer"
-	case logLevel, logFormat, padding, balance.Policy, emit.Format:
+	case logLevel, logFormat, dnsmsg.Padding, balance.Policy, emit.Format:
 		return "name"
 	}
 	return v.Kind().String()

@@ -207,6 +207,9 @@ func closeUpstreams(pools []*upstream.Pool, bal *balance.Balancer, recycling *sy
 	}
 }
 
+// upstreamConfig is the pool's configuration for spec. Queries always carry
+// edns-tcp-keepalive, so that each resolver says how long it keeps an idle
+// connection (RFC 7858 §3.4).
 func (c *config) upstreamConfig(spec upstream.Spec, roots *x509.CertPool, obs upstream.Observer, log *slog.Logger) upstream.Config {
 	return upstream.Config{
 		Addr:             spec.Addr,
@@ -224,7 +227,7 @@ func (c *config) upstreamConfig(spec upstream.Spec, roots *x509.CertPool, obs up
 		AttemptTimeout:   c.Upstream.AttemptTimeout,
 		ProbeName:        c.Probe.Name,
 		FastOpen:         c.Upstream.TCPFastopen,
-		Rewrite:          c.Padding.rewrite(),
+		Rewrite:          dnsmsg.Rewrite{PadBlock: c.Padding.Block(), Keepalive: true},
 		Observer:         obs,
 		Logger:           log,
 	}
