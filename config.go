@@ -1,16 +1,14 @@
 package main
 
 import (
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/base64"
 	"errors"
 	"fmt"
-	"net"
-	"net/netip"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
+	"text/template"
 	"time"
 
 	"github.com/dotproxy/dotproxy/balance"
@@ -19,9 +17,6 @@ import (
 	"github.com/dotproxy/dotproxy/upstream"
 	"github.com/kelseyhightower/envconfig"
 )
-
-// envPrefix starts every variable dotproxy reads.
-const envPrefix = "DOTPROXY"
 
 // maxInflightMIB bounds DOTPROXY_CLIENT_MAX_INFLIGHT_MIB: 4 GiB of queries
 // in flight is past any host dotproxy is meant for, and a larger figure is
@@ -108,6 +103,18 @@ type settingError struct {
 
 func (e *settingError) Error() string {
 	return fmt.Sprintf("%s=%q: %v", e.key, e.value, e.err)
+}
+
+// knownKeys returns the name of every variable that config reads, as
+// envconfig names them, in the order of the struct: the same list that -h
+// prints, so that no setting can be added without being known here.
+func knownKeys() ([]string, error) {
+	var b strings.Builder
+	tmpl := template.Must(template.New("keys").Parse("{{range .}}{{.Key}}\n{{end}}"))
+	if err := envconfig.Usaget(envPrefix, &config{}, &b, tmpl); err != nil {
+		return nil, err
+	}
+	return strings.Fields(b.String()), nil
 }
 
 // loadConfig reads and checks the environment. A DOTPROXY_* variable that
@@ -254,89 +261,96 @@ func loadCAs(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// upstreamList is DOTPROXY_UPSTREAMS.
-type upstreamList []upstream.Spec
-
-// Decode implements envconfig.Decoder.
-func (l *upstreamList) Decode(s string) error {
-	*l = nil
-	for _, part := range splitList(s) {
-		spec, err := upstream.ParseSpec(part)
-		if err != nil {
-			return fmt.Errorf("%q: %w", part, err)
-		}
-		*l = append(*l, spec)
+// upstreamConfig is the pool's configuration for spec. Queries always carry
+// edns-tcp-keepalive, so that each resolver says how long it keeps an idle
+// connection (RFC 7858 §3.4).
+func (c *config) upstreamConfig(spec upstream.Spec, roots *x509.CertPool, obs upstream.Observer, log *slog.Logger) upstream.Config {
+	return upstream.Config{
+		Addr:             spec.Addr,
+		ServerName:       spec.ServerName,
+		RootCAs:          roots,
+		Pins:             c.TLS.Pins,
+		Resolver:         c.Bootstrap.Resolver(),
+		ResolverName:     c.Bootstrap.Name(),
+		MaxConns:         c.Upstream.MaxConns,
+		WarmConns:        c.Upstream.WarmConns,
+		MaxInFlight:      c.Upstream.MaxInflight,
+		ConnectTimeout:   c.Upstream.ConnectTimeout,
+		HandshakeTimeout: c.Upstream.HandshakeTimeout,
+		IdleTimeout:      c.Upstream.IdleTimeout,
+		AttemptTimeout:   c.Upstream.AttemptTimeout,
+		ProbeName:        c.Probe.Name,
+		FastOpen:         c.Upstream.TCPFastopen,
+		Rewrite:          dnsmsg.Rewrite{PadBlock: c.Padding.Block(), Keepalive: true},
+		Observer:         obs,
+		Logger:           log,
 	}
-	return nil
 }
 
-// listenList is DOTPROXY_LISTEN.
-type listenList []string
-
-// Decode implements envconfig.Decoder.
-func (l *listenList) Decode(s string) error {
-	*l = nil
-	for _, part := range splitList(s) {
-		host, port, err := net.SplitHostPort(part)
-		if err != nil {
-			return fmt.Errorf("%q: %w", part, err)
-		}
-		if host != "" {
-			if _, err := netip.ParseAddr(host); err != nil {
-				return fmt.Errorf("%q: host must be an IP address or empty", part)
-			}
-		}
-		if _, err := net.LookupPort("tcp", port); err != nil {
-			return fmt.Errorf("%q: bad port", part)
-		}
-		*l = append(*l, part)
+// balanceConfig is the balancer's configuration; the attempt timeout is the
+// upstreams' own, the same value.
+func (c *config) balanceConfig() balance.Config {
+	return balance.Config{
+		Policy:          c.Policy,
+		MaxRetries:      c.MaxRetries,
+		HedgeAfter:      c.HedgeAfter,
+		ProbeName:       c.Probe.Name,
+		ProbeTimeout:    c.Probe.Timeout,
+		AttemptTimeout:  c.Upstream.AttemptTimeout,
+		ProbeMaxBackoff: c.Probe.MaxBackoff,
+		ProbeResetAfter: c.Probe.ResetAfter,
 	}
-	return nil
 }
 
-// prefixList is DOTPROXY_ALLOW.
-type prefixList []netip.Prefix
-
-// Decode implements envconfig.Decoder.
-func (l *prefixList) Decode(s string) error {
-	*l = nil
-	for _, part := range splitList(s) {
-		p, err := netip.ParsePrefix(part)
-		if err != nil {
-			a, aerr := netip.ParseAddr(part)
-			if aerr != nil {
-				return fmt.Errorf("%q is neither a CIDR nor an address", part)
-			}
-			p = netip.PrefixFrom(a, a.BitLen())
-		}
-		*l = append(*l, p.Masked())
+// emitConfig is the metrics client's configuration. Its close may take the
+// metrics' share of the stop budget, and no more.
+func (c *config) emitConfig(log *slog.Logger) emit.Config {
+	return emit.Config{
+		Addr:          c.Statsd.Addr,
+		Format:        c.Statsd.Format,
+		Prefix:        c.Statsd.Prefix,
+		Tags:          c.Statsd.Tags,
+		FlushInterval: c.Statsd.FlushInterval,
+		SingleValue:   c.Statsd.SingleValue,
+		CloseTimeout:  metricsCloseWait,
+		Logger:        log,
 	}
-	return nil
 }
 
-// pinList is DOTPROXY_TLS_PINS.
-type pinList [][sha256.Size]byte
-
-// Decode implements envconfig.Decoder.
-func (l *pinList) Decode(s string) error {
-	*l = nil
-	for _, part := range splitList(s) {
-		b, err := base64.StdEncoding.DecodeString(part)
-		if err != nil || len(b) != sha256.Size {
-			return fmt.Errorf("%q is not a base64 SHA-256 digest", part)
-		}
-		*l = append(*l, [sha256.Size]byte(b))
+// upstreamNames returns the upstreams as they are written in settings.
+func (c *config) upstreamNames() []string {
+	ups := make([]string, len(c.Upstreams))
+	for i, u := range c.Upstreams {
+		ups[i] = u.String()
 	}
-	return nil
+	return ups
 }
 
-// splitList splits a comma-separated value, dropping blanks.
-func splitList(s string) []string {
-	var out []string
-	for _, part := range strings.Split(s, ",") {
-		if part = strings.TrimSpace(part); part != "" {
-			out = append(out, part)
-		}
+// logAttrs is the effective configuration, logged once at start-up.
+func (c *config) logAttrs(bound []string, metrics bool) []any {
+	return []any{
+		"version", version,
+		"listen", bound,
+		"upstreams", c.upstreamNames(),
+		"policy", string(c.Policy),
+		"allow", len(c.Allow),
+		"query_timeout", c.QueryTimeout.String(),
+		"transfer_timeout", c.TransferTimeout.String(),
+		"client_max_inflight_mib", c.Client.MaxInflightMIB,
+		"max_retries", c.MaxRetries,
+		"hedge_after", c.HedgeAfter.String(),
+		"ca_file", c.TLS.CAFile,
+		"pins", len(c.TLS.Pins),
+		"upstream_max_conns", c.Upstream.MaxConns,
+		"upstream_warm_conns", c.Upstream.WarmConns,
+		"upstream_max_inflight", c.Upstream.MaxInflight,
+		"upstream_idle_timeout", c.Upstream.IdleTimeout.String(),
+		"upstream_attempt_timeout", c.Upstream.AttemptTimeout.String(),
+		"tcp_fastopen", c.Upstream.TCPFastopen,
+		"padding", string(c.Padding),
+		"statsd", c.Statsd.Addr,
+		"statsd_format", string(c.Statsd.Format),
+		"metrics", metrics,
+		"log_level", c.Log.Level.String(),
 	}
-	return out
 }
