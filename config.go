@@ -5,15 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
+	"slices"
 	"strconv"
-	"strings"
-	"text/template"
 	"time"
 
 	"github.com/dotproxy/dotproxy/balance"
 	"github.com/dotproxy/dotproxy/dnsmsg"
 	"github.com/dotproxy/dotproxy/emit"
+	"github.com/dotproxy/dotproxy/proxy"
 	"github.com/dotproxy/dotproxy/upstream"
 	"github.com/kelseyhightower/envconfig"
 )
@@ -29,14 +30,16 @@ const maxUDPSockets = 64
 
 // config is everything dotproxy reads from its environment. Nested structs
 // add their name to the variable: Upstream.MaxConns is
-// DOTPROXY_UPSTREAM_MAX_CONNS.
+// DOTPROXY_UPSTREAM_MAX_CONNS. The fields carry no default tags: a default
+// is the value that defaultConfig gives the field, which envconfig leaves
+// alone when the variable is unset.
 type config struct {
-	Upstreams       upstreamList       `split_words:"true" default:"1.1.1.1:853,1.0.0.1:853" desc:"resolvers to forward to: comma-separated host[:port][#tls-name]; port 853 if omitted; IPv6 as [addr]:port. Without #tls-name the certificate must be valid for the host (IP SAN for an address)"`
+	Upstreams       upstreamList       `split_words:"true" desc:"resolvers to forward to: comma-separated host[:port][#tls-name]; port 853 if omitted; IPv6 as [addr]:port. Without #tls-name the certificate must be valid for the host (IP SAN for an address)"`
 	Bootstrap       upstream.Bootstrap `desc:"plain-DNS resolvers (comma-separated ip or ip:port, port 53 if omitted) used only to resolve upstream host names, instead of the system resolver; set it when the system resolver is dotproxy itself"`
-	Listen          listenList         `split_words:"true" default:":53" desc:"comma-separated host:port addresses, each served on UDP and TCP; an empty host means every address"`
-	Allow           prefixList         `split_words:"true" default:"127.0.0.0/8,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,169.254.0.0/16,::1/128,fc00::/7,fe80::/10" desc:"client networks (CIDRs or single addresses) that may query; others get REFUSED. 0.0.0.0/0,::/0 allows everyone"`
-	QueryTimeout    time.Duration      `split_words:"true" default:"4s" desc:"total time a query may take, retries included; the client then gets SERVFAIL. Below the 5 s that stub resolvers wait, so they see an answer rather than a timeout"`
-	TransferTimeout time.Duration      `split_words:"true" default:"60s" desc:"longest a zone transfer (AXFR, IXFR over TCP) may take from its query to its last message; each message must also arrive within DOTPROXY_QUERY_TIMEOUT of the one before"`
+	Listen          listenList         `split_words:"true" desc:"comma-separated host:port addresses, each served on UDP and TCP; an empty host means every address"`
+	Allow           prefixList         `split_words:"true" desc:"client networks (CIDRs or single addresses) that may query; others get REFUSED. 0.0.0.0/0,::/0 allows everyone"`
+	QueryTimeout    time.Duration      `split_words:"true" desc:"total time a query may take, retries included; the client then gets SERVFAIL. Below the 5 s that stub resolvers wait, so they see an answer rather than a timeout"`
+	TransferTimeout time.Duration      `split_words:"true" desc:"longest a zone transfer (AXFR, IXFR over TCP) may take from its query to its last message; each message must also arrive within DOTPROXY_QUERY_TIMEOUT of the one before"`
 	Padding         dnsmsg.Padding     `default:"block" desc:"block: pad every query sent upstream to a multiple of 128 bytes with EDNS(0) padding (RFC 7830, RFC 8467), so the length of the encrypted record does not give away the name; off: send queries unpadded"`
 
 	TLS struct {
@@ -45,53 +48,127 @@ type config struct {
 	}
 
 	Upstream struct {
-		MaxConns         int           `split_words:"true" default:"4" desc:"connections per upstream at most, those being opened included"`
-		WarmConns        int           `split_words:"true" default:"1" desc:"connections per upstream kept open without traffic (recycled every idle timeout), so a query after a quiet spell does not wait for a handshake; 0 keeps none"`
-		MaxInflight      int           `split_words:"true" default:"256" desc:"queries outstanding on one upstream connection at most (1 to 65535); a new connection opens when all are full"`
-		ConnectTimeout   time.Duration `split_words:"true" default:"2s" desc:"TCP connect timeout"`
-		HandshakeTimeout time.Duration `split_words:"true" default:"2s" desc:"TLS handshake timeout"`
-		IdleTimeout      time.Duration `split_words:"true" default:"8s" desc:"close an upstream connection idle this long; keep it below the resolver's own (about 10 s at public resolvers)"`
-		AttemptTimeout   time.Duration `split_words:"true" default:"1500ms" desc:"paces recovery: a query unanswered for a quarter of this gets a probe behind it; at half, a connection that has read nothing since is retired (its queries go to another upstream) and a query lost on a live one is sent again; each attempt gets at least this long, and four attempts in a row slower than this mark an upstream down. Shorter than DOTPROXY_QUERY_TIMEOUT"`
-		TCPFastopen      bool          `split_words:"true" default:"true" desc:"use TCP Fast Open to upstreams where the kernel allows (Linux net.ipv4.tcp_fastopen bit 1)"`
+		MaxConns         int           `split_words:"true" desc:"connections per upstream at most, those being opened included"`
+		WarmConns        int           `split_words:"true" desc:"connections per upstream kept open without traffic (recycled every idle timeout), so a query after a quiet spell does not wait for a handshake; 0 keeps none"`
+		MaxInflight      int           `split_words:"true" desc:"queries outstanding on one upstream connection at most (1 to 65535); a new connection opens when all are full"`
+		ConnectTimeout   time.Duration `split_words:"true" desc:"TCP connect timeout"`
+		HandshakeTimeout time.Duration `split_words:"true" desc:"TLS handshake timeout"`
+		IdleTimeout      time.Duration `split_words:"true" desc:"close an upstream connection idle this long; keep it below the resolver's own (about 10 s at public resolvers)"`
+		AttemptTimeout   time.Duration `split_words:"true" desc:"paces recovery: a query unanswered for a quarter of this gets a probe behind it; at half, a connection that has read nothing since is retired (its queries go to another upstream) and a query lost on a live one is sent again; each attempt gets at least this long, and four attempts in a row slower than this mark an upstream down. Shorter than DOTPROXY_QUERY_TIMEOUT"`
+		TCPFastopen      bool          `split_words:"true" desc:"use TCP Fast Open to upstreams where the kernel allows (Linux net.ipv4.tcp_fastopen bit 1)"`
 	}
 
 	Client struct {
-		TCPIdleTimeout time.Duration `split_words:"true" default:"10s" desc:"close a client TCP connection that sends no query for this long"`
-		TCPMaxConns    int           `split_words:"true" default:"1000" desc:"client TCP connections per listen address at most; more are closed at once"`
-		TCPMaxInflight int           `split_words:"true" default:"64" desc:"queries answered at once per client TCP connection"`
-		UDPMaxInflight int           `split_words:"true" default:"10000" desc:"UDP queries answered at once per UDP socket; past it the socket is not read"`
-		UDPSockets     int           `split_words:"true" default:"1" desc:"UDP sockets per listen address, each with its own reader, sharing the port with SO_REUSEPORT (Linux)"`
-		MaxInflightMIB int           `split_words:"true" default:"16" desc:"memory (MiB, 1 to 4096) held for client queries in flight at once, over every listener and both transports (each query's bytes plus a fixed allowance); past it a UDP query is dropped and counted and a TCP query gets REFUSED"`
+		TCPIdleTimeout time.Duration `split_words:"true" desc:"close a client TCP connection that sends no query for this long"`
+		TCPMaxConns    int           `split_words:"true" desc:"client TCP connections per listen address at most; more are closed at once"`
+		TCPMaxInflight int           `split_words:"true" desc:"queries answered at once per client TCP connection"`
+		UDPMaxInflight int           `split_words:"true" desc:"UDP queries answered at once per UDP socket; past it the socket is not read"`
+		UDPSockets     int           `split_words:"true" desc:"UDP sockets per listen address, each with its own reader, sharing the port with SO_REUSEPORT (Linux)"`
+		MaxInflightMIB int           `split_words:"true" desc:"memory (MiB, 1 to 4096) held for client queries in flight at once, over every listener and both transports (each query's bytes plus a fixed allowance); past it a UDP query is dropped and counted and a TCP query gets REFUSED"`
 	}
 
-	Policy     balance.Policy `split_words:"true" default:"least_outstanding" desc:"load-balancing policy: round_robin, random, historical_connections, availability, failover, least_outstanding, fastest"`
-	MaxRetries int            `split_words:"true" default:"2" desc:"further upstreams a query may try after an attempt failed, within DOTPROXY_QUERY_TIMEOUT"`
-	HedgeAfter time.Duration  `split_words:"true" default:"0s" desc:"send a query still unanswered after this long to a second upstream too, first answer wins; 0 turns hedging off"`
+	Policy     balance.Policy `split_words:"true" desc:"load-balancing policy: round_robin, random, historical_connections, availability, failover, least_outstanding, fastest"`
+	MaxRetries int            `split_words:"true" desc:"further upstreams a query may try after an attempt failed, within DOTPROXY_QUERY_TIMEOUT"`
+	HedgeAfter time.Duration  `split_words:"true" desc:"send a query still unanswered after this long to a second upstream too, first answer wins; 0 turns hedging off"`
 	Probe      struct {
-		Name       string        `split_words:"true" default:"." desc:"name queried (type NS) to probe an upstream that is down"`
-		Timeout    time.Duration `split_words:"true" default:"2s" desc:"timeout of one probe"`
-		MaxBackoff time.Duration `split_words:"true" default:"10s" desc:"longest wait between probes of an upstream that stays down"`
-		ResetAfter time.Duration `split_words:"true" default:"30s" desc:"time an upstream must work after coming back before its backoff starts from 100 ms again"`
+		Name       string        `split_words:"true" desc:"name queried (type NS) to probe an upstream that is down"`
+		Timeout    time.Duration `split_words:"true" desc:"timeout of one probe"`
+		MaxBackoff time.Duration `split_words:"true" desc:"longest wait between probes of an upstream that stays down"`
+		ResetAfter time.Duration `split_words:"true" desc:"time an upstream must work after coming back before its backoff starts from 100 ms again"`
 	}
 
 	Statsd struct {
 		Addr          string        `split_words:"true" desc:"host:port (UDP) or unix:///path (DogStatsD socket); empty: metrics off unless DD_AGENT_HOST or DD_DOGSTATSD_URL name an agent"`
-		Format        emit.Format   `split_words:"true" default:"dogstatsd" desc:"dogstatsd (tags) or statsd (plain lines, tags folded into names)"`
-		Prefix        string        `split_words:"true" default:"dotproxy" desc:"metric name prefix"`
+		Format        emit.Format   `split_words:"true" desc:"dogstatsd (tags) or statsd (plain lines, tags folded into names)"`
+		Prefix        string        `split_words:"true" desc:"metric name prefix"`
 		Tags          []string      `split_words:"true" desc:"constant tags for every metric in dogstatsd format, e.g. env:home,host:edge1"`
-		FlushInterval time.Duration `split_words:"true" default:"1s" desc:"how often aggregated counts and gauges are sent"`
-		SingleValue   bool          `split_words:"true" default:"false" desc:"dogstatsd only: one sample per line, for relays that cannot read multi-value lines (Datadog Agent before 6.25/7.25, statsd_exporter before 0.27)"`
+		FlushInterval time.Duration `split_words:"true" desc:"how often aggregated counts and gauges are sent"`
+		SingleValue   bool          `split_words:"true" desc:"dogstatsd only: one sample per line, for relays that cannot read multi-value lines (Datadog Agent before 6.25/7.25, statsd_exporter before 0.27)"`
 	}
 
 	Log struct {
-		Level  logLevel  `split_words:"true" default:"info" desc:"debug (logs every query: client, question, rcode, upstream, time), info, warn or error"`
-		Format logFormat `split_words:"true" default:"auto" desc:"auto (coloured text on a terminal, JSON otherwise), text or json"`
+		Level  logLevel  `split_words:"true" desc:"debug (logs every query: client, question, rcode, upstream, time), info, warn or error"`
+		Format logFormat `split_words:"true" desc:"auto (coloured text on a terminal, JSON otherwise), text or json"`
 	}
 
 	// defaultUpstreams is set when DOTPROXY_UPSTREAMS is not, so that
 	// start-up says plainly where queries go. envconfig skips unexported
 	// fields.
 	defaultUpstreams bool
+}
+
+// The defaults that are main's alone, for settings that no package reads:
+// where queries go by default and who may send them.
+var (
+	// builtinUpstreams are Cloudflare's two public resolvers, verified
+	// against the IP addresses in their certificate.
+	builtinUpstreams = upstreamList{
+		{Addr: "1.1.1.1:853", ServerName: "1.1.1.1"},
+		{Addr: "1.0.0.1:853", ServerName: "1.0.0.1"},
+	}
+	// privateNetworks are the loopback, private, shared (CGNAT) and
+	// link-local networks of IPv4 and IPv6: a forwarder meant for a private
+	// network must not answer the whole Internet by default.
+	privateNetworks = prefixList{
+		netip.MustParsePrefix("127.0.0.0/8"),
+		netip.MustParsePrefix("10.0.0.0/8"),
+		netip.MustParsePrefix("172.16.0.0/12"),
+		netip.MustParsePrefix("192.168.0.0/16"),
+		netip.MustParsePrefix("100.64.0.0/10"),
+		netip.MustParsePrefix("169.254.0.0/16"),
+		netip.MustParsePrefix("::1/128"),
+		netip.MustParsePrefix("fc00::/7"),
+		netip.MustParsePrefix("fe80::/10"),
+	}
+)
+
+// defaultConfig returns the settings as they are when no variable is set.
+// Each default is written once: a package's own Default constant where the
+// package has one, so that a zero field and an unset variable mean the same,
+// and otherwise here. -h prints these values.
+func defaultConfig() *config {
+	c := &config{
+		Upstreams:       slices.Clone(builtinUpstreams),
+		Listen:          listenList{":53"},
+		Allow:           slices.Clone(privateNetworks),
+		QueryTimeout:    proxy.DefaultQueryTimeout,
+		TransferTimeout: proxy.DefaultTransferTimeout,
+		Padding:         dnsmsg.PadBlock,
+		Policy:          balance.DefaultPolicy,
+		MaxRetries:      balance.DefaultMaxRetries,
+	}
+	c.Upstream.MaxConns = upstream.DefaultMaxConns
+	// upstream keeps no connection warm unless asked: one spares the first
+	// query after a quiet spell a handshake, for one idle connection.
+	c.Upstream.WarmConns = 1
+	c.Upstream.MaxInflight = upstream.DefaultMaxInFlight
+	c.Upstream.ConnectTimeout = upstream.DefaultConnectTimeout
+	c.Upstream.HandshakeTimeout = upstream.DefaultHandshakeTimeout
+	c.Upstream.IdleTimeout = upstream.DefaultIdleTimeout
+	c.Upstream.AttemptTimeout = upstream.DefaultAttemptTimeout
+	// Fast Open puts the ClientHello in the SYN where the kernel holds a
+	// cookie; a kernel that refuses it just connects as usual.
+	c.Upstream.TCPFastopen = true
+
+	c.Client.TCPIdleTimeout = proxy.DefaultTCPIdleTimeout
+	c.Client.TCPMaxConns = proxy.DefaultTCPMaxConns
+	c.Client.TCPMaxInflight = proxy.DefaultTCPMaxInFlight
+	c.Client.UDPMaxInflight = proxy.DefaultUDPMaxInFlight
+	c.Client.UDPSockets = 1 // proxy's zero: one socket per address
+	c.Client.MaxInflightMIB = proxy.DefaultMaxInFlightBytes >> 20
+
+	c.Probe.Name = balance.DefaultProbeName
+	c.Probe.Timeout = balance.DefaultProbeTimeout
+	c.Probe.MaxBackoff = balance.DefaultProbeMaxBackoff
+	c.Probe.ResetAfter = balance.DefaultProbeResetAfter
+
+	c.Statsd.Format = emit.DogStatsD // emit's zero
+	c.Statsd.Prefix = emit.DefaultPrefix
+	c.Statsd.FlushInterval = emit.DefaultFlushInterval
+
+	c.Log.Level = logLevel(slog.LevelInfo)
+	c.Log.Format = formatAuto
+	return c
 }
 
 // settingError names the variable at fault and its value, in the one line
@@ -105,16 +182,19 @@ func (e *settingError) Error() string {
 	return fmt.Sprintf("%s=%q: %v", e.key, e.value, e.err)
 }
 
-// knownKeys returns the name of every variable that config reads, as
-// envconfig names them, in the order of the struct: the same list that -h
-// prints, so that no setting can be added without being known here.
+// knownKeys returns the name of every variable that config reads, in the
+// order of the struct: the same list that -h prints, so that no setting can
+// be added without being known here.
 func knownKeys() ([]string, error) {
-	var b strings.Builder
-	tmpl := template.Must(template.New("keys").Parse("{{range .}}{{.Key}}\n{{end}}"))
-	if err := envconfig.Usaget(envPrefix, &config{}, &b, tmpl); err != nil {
+	vars, err := variables(&config{})
+	if err != nil {
 		return nil, err
 	}
-	return strings.Fields(b.String()), nil
+	keys := make([]string, len(vars))
+	for i, v := range vars {
+		keys[i] = v.name
+	}
+	return keys, nil
 }
 
 // loadConfig reads and checks the environment. A DOTPROXY_* variable that
@@ -128,10 +208,10 @@ func loadConfig() (*config, error) {
 	if err := checkEnviron(os.Environ(), known); err != nil {
 		return nil, err
 	}
-	var c config
+	c := defaultConfig()
 	_, set := os.LookupEnv(env("UPSTREAMS"))
 	c.defaultUpstreams = !set
-	if err := envconfig.Process(envPrefix, &c); err != nil {
+	if err := envconfig.Process(envPrefix, c); err != nil {
 		var pe *envconfig.ParseError
 		if errors.As(err, &pe) {
 			return nil, &settingError{key: pe.KeyName, value: pe.Value, err: unwrapAll(pe.Err)}
@@ -141,7 +221,7 @@ func loadConfig() (*config, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
-	return &c, nil
+	return c, nil
 }
 
 // unwrapAll strips strconv's "parsing ...: " wrapper down to the cause, since

@@ -31,6 +31,12 @@ func (l *logLevel) UnmarshalText(text []byte) error {
 	return nil
 }
 
+// MarshalText implements encoding.TextMarshaler: the name UnmarshalText
+// reads, for -h.
+func (l logLevel) MarshalText() ([]byte, error) {
+	return []byte(strings.ToLower(slog.Level(l).String())), nil
+}
+
 func (l logLevel) slog() slog.Level { return slog.Level(l) }
 
 func (l logLevel) String() string { return slog.Level(l).String() }

@@ -24,13 +24,16 @@ Usage:
   dotproxy -version      print the version
 
 `, version)
-	tmpl := template.Must(template.New("usage").Funcs(template.FuncMap{"kind": kindOf}).Parse(usageFormat))
-	_ = envconfig.Usaget(envPrefix, &config{}, w, tmpl)
+	funcs := template.FuncMap{"kind": kindOf, "text": settingText}
+	tmpl := template.Must(template.New("usage").Funcs(funcs).Parse(usageFormat))
+	_ = envconfig.Usaget(envPrefix, defaultConfig(), w, tmpl)
 	fmt.Fprintln(w, "\nThe Datadog client also reads DD_AGENT_HOST, DD_DOGSTATSD_URL, DD_ENV, DD_SERVICE and DD_VERSION.")
 }
 
+// usageFormat lists the settings; a default is the field's value in
+// defaultConfig, left out when it is empty (no CA file, no pins).
 const usageFormat = `Environment:
-{{range .}}  {{.Key}}  ({{kind .Field}}{{with .Tags.Get "default"}}, default {{.}}{{end}})
+{{range .}}  {{.Key}}  ({{kind .Field}}{{with text .Field}}, default {{.}}{{end}})
       {{.Tags.Get "desc"}}
 {{end}}`
 
