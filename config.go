@@ -3,12 +3,10 @@ package main
 import (
 	"crypto/x509"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/dotproxy/dotproxy/balance"
@@ -16,21 +14,13 @@ import (
 	"github.com/dotproxy/dotproxy/emit"
 	"github.com/dotproxy/dotproxy/proxy"
 	"github.com/dotproxy/dotproxy/upstream"
-	"github.com/kelseyhightower/envconfig"
 )
-
-// maxInflightMIB bounds DOTPROXY_CLIENT_MAX_INFLIGHT_MIB: 4 GiB of queries
-// in flight is past any host dotproxy is meant for, and a larger figure is
-// more likely a unit mistaken (bytes for MiB) than a wish.
-const maxInflightMIB = 4096
-
-// maxUDPSockets bounds DOTPROXY_CLIENT_UDP_SOCKETS: one reader per core is
-// the most that helps.
-const maxUDPSockets = 64
 
 // config is everything dotproxy reads from its environment. Nested structs
 // add their name to the variable: Upstream.MaxConns is
-// DOTPROXY_UPSTREAM_MAX_CONNS. The fields carry no default tags: a default
+// DOTPROXY_UPSTREAM_MAX_CONNS. A {name} in a description is a bound that
+// -h fills in from the constant of that name. The fields carry no default
+// tags: a default
 // is the value that defaultConfig gives the field, which envconfig leaves
 // alone when the variable is unset.
 type config struct {
@@ -50,7 +40,7 @@ type config struct {
 	Upstream struct {
 		MaxConns         int           `split_words:"true" desc:"connections per upstream at most, those being opened included"`
 		WarmConns        int           `split_words:"true" desc:"connections per upstream kept open without traffic (recycled every idle timeout), so a query after a quiet spell does not wait for a handshake; 0 keeps none"`
-		MaxInflight      int           `split_words:"true" desc:"queries outstanding on one upstream connection at most (1 to 65535); a new connection opens when all are full"`
+		MaxInflight      int           `split_words:"true" desc:"queries outstanding on one upstream connection at most (1 to {upstream.MaxInFlightLimit}); a new connection opens when all are full"`
 		ConnectTimeout   time.Duration `split_words:"true" desc:"TCP connect timeout"`
 		HandshakeTimeout time.Duration `split_words:"true" desc:"TLS handshake timeout"`
 		IdleTimeout      time.Duration `split_words:"true" desc:"close an upstream connection idle this long; keep it below the resolver's own (about 10 s at public resolvers)"`
@@ -64,7 +54,7 @@ type config struct {
 		TCPMaxInflight int           `split_words:"true" desc:"queries answered at once per client TCP connection"`
 		UDPMaxInflight int           `split_words:"true" desc:"UDP queries answered at once per UDP socket; past it the socket is not read"`
 		UDPSockets     int           `split_words:"true" desc:"UDP sockets per listen address, each with its own reader, sharing the port with SO_REUSEPORT (Linux)"`
-		MaxInflightMIB int           `split_words:"true" desc:"memory (MiB, 1 to 4096) held for client queries in flight at once, over every listener and both transports (each query's bytes plus a fixed allowance); past it a UDP query is dropped and counted and a TCP query gets REFUSED"`
+		MaxInflightMIB int           `split_words:"true" desc:"memory (MiB, 1 to {maxInflightMIB}) held for client queries in flight at once, over every listener and both transports (each query's bytes plus a fixed allowance); past it a UDP query is dropped and counted and a TCP query gets REFUSED"`
 	}
 
 	Policy     balance.Policy `split_words:"true" desc:"load-balancing policy: round_robin, random, historical_connections, availability, failover, least_outstanding, fastest"`
@@ -171,162 +161,8 @@ func defaultConfig() *config {
 	return c
 }
 
-// settingError names the variable at fault and its value, in the one line
-// that start-up prints before it exits.
-type settingError struct {
-	key, value string
-	err        error
-}
-
-func (e *settingError) Error() string {
-	return fmt.Sprintf("%s=%q: %v", e.key, e.value, e.err)
-}
-
-// knownKeys returns the name of every variable that config reads, in the
-// order of the struct: the same list that -h prints, so that no setting can
-// be added without being known here.
-func knownKeys() ([]string, error) {
-	vars, err := variables(&config{})
-	if err != nil {
-		return nil, err
-	}
-	keys := make([]string, len(vars))
-	for i, v := range vars {
-		keys[i] = v.name
-	}
-	return keys, nil
-}
-
-// loadConfig reads and checks the environment. A DOTPROXY_* variable that
-// is no setting stops it too, unless an orchestrator put it there (see
-// checkEnviron).
-func loadConfig() (*config, error) {
-	known, err := knownKeys()
-	if err != nil {
-		return nil, err
-	}
-	if err := checkEnviron(os.Environ(), known); err != nil {
-		return nil, err
-	}
-	c := defaultConfig()
-	_, set := os.LookupEnv(env("UPSTREAMS"))
-	c.defaultUpstreams = !set
-	if err := envconfig.Process(envPrefix, c); err != nil {
-		var pe *envconfig.ParseError
-		if errors.As(err, &pe) {
-			return nil, &settingError{key: pe.KeyName, value: pe.Value, err: unwrapAll(pe.Err)}
-		}
-		return nil, err
-	}
-	if err := c.validate(); err != nil {
-		return nil, err
-	}
-	return c, nil
-}
-
-// unwrapAll strips strconv's "parsing ...: " wrapper down to the cause, since
-// the message already names the variable and the value.
-func unwrapAll(err error) error {
-	var ne *strconv.NumError
-	if errors.As(err, &ne) {
-		return ne.Err
-	}
-	return err
-}
-
+// env names the variable DOTPROXY_key.
 func env(key string) string { return envPrefix + "_" + key }
-
-func (c *config) validate() error {
-	bad := func(key string, value any, format string, args ...any) error {
-		return &settingError{key: env(key), value: fmt.Sprint(value), err: fmt.Errorf(format, args...)}
-	}
-	if len(c.Upstreams) == 0 {
-		return bad("UPSTREAMS", "", "at least one upstream is required")
-	}
-	if len(c.Upstreams) > balance.MaxUpstreams {
-		return bad("UPSTREAMS", len(c.Upstreams), "at most %d upstreams", balance.MaxUpstreams)
-	}
-	if len(c.Listen) == 0 {
-		return bad("LISTEN", "", "at least one address is required")
-	}
-	if c.QueryTimeout <= 0 {
-		return bad("QUERY_TIMEOUT", c.QueryTimeout, "must be positive")
-	}
-	if c.TransferTimeout <= 0 {
-		return bad("TRANSFER_TIMEOUT", c.TransferTimeout, "must be positive")
-	}
-	if c.Client.MaxInflightMIB < 1 || c.Client.MaxInflightMIB > maxInflightMIB {
-		return bad("CLIENT_MAX_INFLIGHT_MIB", c.Client.MaxInflightMIB, "must be from 1 to %d", maxInflightMIB)
-	}
-	if c.TLS.CAFile != "" {
-		if _, err := loadCAs(c.TLS.CAFile); err != nil {
-			return bad("TLS_CA_FILE", c.TLS.CAFile, "%v", err)
-		}
-	}
-	positive := []struct {
-		key string
-		v   int
-	}{
-		{"UPSTREAM_MAX_CONNS", c.Upstream.MaxConns},
-		{"UPSTREAM_MAX_INFLIGHT", c.Upstream.MaxInflight},
-		{"CLIENT_TCP_MAX_CONNS", c.Client.TCPMaxConns},
-		{"CLIENT_TCP_MAX_INFLIGHT", c.Client.TCPMaxInflight},
-		{"CLIENT_UDP_MAX_INFLIGHT", c.Client.UDPMaxInflight},
-		{"CLIENT_UDP_SOCKETS", c.Client.UDPSockets},
-	}
-	for _, p := range positive {
-		if p.v < 1 {
-			return bad(p.key, p.v, "must be at least 1")
-		}
-	}
-	if c.Client.UDPSockets > maxUDPSockets {
-		return bad("CLIENT_UDP_SOCKETS", c.Client.UDPSockets, "at most %d", maxUDPSockets)
-	}
-	if c.Upstream.MaxInflight > 65535 {
-		return bad("UPSTREAM_MAX_INFLIGHT", c.Upstream.MaxInflight, "at most 65535 queries fit the ID space of one connection")
-	}
-	if c.Upstream.WarmConns < 0 || c.Upstream.WarmConns > c.Upstream.MaxConns {
-		return bad("UPSTREAM_WARM_CONNS", c.Upstream.WarmConns, "must be from 0 to DOTPROXY_UPSTREAM_MAX_CONNS (%d)", c.Upstream.MaxConns)
-	}
-	durations := []struct {
-		key string
-		v   time.Duration
-	}{
-		{"UPSTREAM_CONNECT_TIMEOUT", c.Upstream.ConnectTimeout},
-		{"UPSTREAM_HANDSHAKE_TIMEOUT", c.Upstream.HandshakeTimeout},
-		{"UPSTREAM_IDLE_TIMEOUT", c.Upstream.IdleTimeout},
-		{"UPSTREAM_ATTEMPT_TIMEOUT", c.Upstream.AttemptTimeout},
-		{"CLIENT_TCP_IDLE_TIMEOUT", c.Client.TCPIdleTimeout},
-	}
-	for _, d := range durations {
-		if d.v <= 0 {
-			return bad(d.key, d.v, "must be positive")
-		}
-	}
-	// balance checks its own ranges; one field at a time tells which
-	// variable is at fault.
-	balanceChecks := []struct {
-		key   string
-		value any
-		cfg   balance.Config
-	}{
-		{"MAX_RETRIES", c.MaxRetries, balance.Config{MaxRetries: c.MaxRetries}},
-		{"HEDGE_AFTER", c.HedgeAfter, balance.Config{HedgeAfter: c.HedgeAfter}},
-		{"PROBE_NAME", c.Probe.Name, balance.Config{ProbeName: c.Probe.Name}},
-		{"PROBE_TIMEOUT", c.Probe.Timeout, balance.Config{ProbeTimeout: c.Probe.Timeout}},
-		{"PROBE_MAX_BACKOFF", c.Probe.MaxBackoff, balance.Config{ProbeMaxBackoff: c.Probe.MaxBackoff}},
-		{"PROBE_RESET_AFTER", c.Probe.ResetAfter, balance.Config{ProbeResetAfter: c.Probe.ResetAfter}},
-	}
-	for _, b := range balanceChecks {
-		if err := b.cfg.Validate(); err != nil {
-			return bad(b.key, b.value, "%v", err)
-		}
-	}
-	if err := c.emitConfig(nil).Validate(); err != nil {
-		return err // names its variable
-	}
-	return nil
-}
 
 // loadCAs reads a PEM bundle into a pool.
 func loadCAs(path string) (*x509.CertPool, error) {
@@ -367,6 +203,30 @@ func (c *config) upstreamConfig(spec upstream.Spec, roots *x509.CertPool, obs up
 	}
 }
 
+// upstreamFields gives the field of c behind each field of upstream.Config
+// that upstreamConfig fills from a setting, for upstream's errors name its
+// own fields.
+func (c *config) upstreamFields() map[string]any {
+	return map[string]any{
+		"Addr":             &c.Upstreams,
+		"ServerName":       &c.Upstreams,
+		"RootCAs":          &c.TLS.CAFile,
+		"Pins":             &c.TLS.Pins,
+		"Resolver":         &c.Bootstrap,
+		"ResolverName":     &c.Bootstrap,
+		"MaxConns":         &c.Upstream.MaxConns,
+		"WarmConns":        &c.Upstream.WarmConns,
+		"MaxInFlight":      &c.Upstream.MaxInflight,
+		"ConnectTimeout":   &c.Upstream.ConnectTimeout,
+		"HandshakeTimeout": &c.Upstream.HandshakeTimeout,
+		"IdleTimeout":      &c.Upstream.IdleTimeout,
+		"AttemptTimeout":   &c.Upstream.AttemptTimeout,
+		"ProbeName":        &c.Probe.Name,
+		"FastOpen":         &c.Upstream.TCPFastopen,
+		"Rewrite":          &c.Padding,
+	}
+}
+
 // balanceConfig is the balancer's configuration; the attempt timeout is the
 // upstreams' own, the same value.
 func (c *config) balanceConfig() balance.Config {
@@ -382,6 +242,21 @@ func (c *config) balanceConfig() balance.Config {
 	}
 }
 
+// balanceFields gives the field of c behind each field of balance.Config
+// that balanceConfig fills.
+func (c *config) balanceFields() map[string]any {
+	return map[string]any{
+		"Policy":          &c.Policy,
+		"MaxRetries":      &c.MaxRetries,
+		"HedgeAfter":      &c.HedgeAfter,
+		"ProbeName":       &c.Probe.Name,
+		"ProbeTimeout":    &c.Probe.Timeout,
+		"AttemptTimeout":  &c.Upstream.AttemptTimeout,
+		"ProbeMaxBackoff": &c.Probe.MaxBackoff,
+		"ProbeResetAfter": &c.Probe.ResetAfter,
+	}
+}
+
 // emitConfig is the metrics client's configuration. Its close may take the
 // metrics' share of the stop budget, and no more.
 func (c *config) emitConfig(log *slog.Logger) emit.Config {
@@ -394,6 +269,19 @@ func (c *config) emitConfig(log *slog.Logger) emit.Config {
 		SingleValue:   c.Statsd.SingleValue,
 		CloseTimeout:  metricsCloseWait,
 		Logger:        log,
+	}
+}
+
+// emitFields gives the field of c behind each field of emit.Config that
+// emitConfig fills from a setting.
+func (c *config) emitFields() map[string]any {
+	return map[string]any{
+		"Addr":          &c.Statsd.Addr,
+		"Format":        &c.Statsd.Format,
+		"Prefix":        &c.Statsd.Prefix,
+		"Tags":          &c.Statsd.Tags,
+		"FlushInterval": &c.Statsd.FlushInterval,
+		"SingleValue":   &c.Statsd.SingleValue,
 	}
 }
 

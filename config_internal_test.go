@@ -1,12 +1,16 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/dotproxy/dotproxy/balance"
+	"github.com/dotproxy/dotproxy/emit"
+	"github.com/dotproxy/dotproxy/upstream"
 	"github.com/kelseyhightower/envconfig"
 )
 
@@ -80,4 +84,134 @@ func mustDuration(t *testing.T, s string) time.Duration {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// loadWith runs loadConfig with exactly the given settings.
+func loadWith(t *testing.T, env map[string]string) (*config, error) {
+	t.Helper()
+	clearSettings(t)
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	return loadConfig()
+}
+
+// Each bad value stops start-up with an error naming its variable and the
+// value, whether main checks it or a package's Validate does: a package
+// names its own field, and main finds the variable behind it.
+func TestValidateNamesTheVariable(t *testing.T) {
+	tests := []struct {
+		key, value string
+		wantValue  string // as the error quotes it; empty: value
+	}{
+		{"DOTPROXY_UPSTREAMS", " , ", "(empty)"},
+		{"DOTPROXY_UPSTREAMS", strings.Repeat("9.9.9.9,", 65), "9.9.9.9:853" + strings.Repeat(",9.9.9.9:853", 64)},
+		{"DOTPROXY_LISTEN", ",", "(empty)"},
+		{"DOTPROXY_QUERY_TIMEOUT", "0s", ""},
+		{"DOTPROXY_TRANSFER_TIMEOUT", "-1s", ""},
+		{"DOTPROXY_CLIENT_MAX_INFLIGHT_MIB", "4097", ""},
+		{"DOTPROXY_CLIENT_UDP_SOCKETS", "65", ""},
+		{"DOTPROXY_CLIENT_UDP_SOCKETS", "0", ""},
+		{"DOTPROXY_CLIENT_TCP_MAX_CONNS", "0", ""},
+		{"DOTPROXY_CLIENT_TCP_MAX_INFLIGHT", "-1", ""},
+		{"DOTPROXY_CLIENT_UDP_MAX_INFLIGHT", "0", ""},
+		{"DOTPROXY_CLIENT_TCP_IDLE_TIMEOUT", "0s", ""},
+		{"DOTPROXY_TLS_CA_FILE", "/dev/null", ""},
+		// upstream.Config.Validate names MaxConns, WarmConns, MaxInFlight...
+		{"DOTPROXY_UPSTREAM_MAX_CONNS", "0", ""},
+		{"DOTPROXY_UPSTREAM_WARM_CONNS", "5", ""},
+		{"DOTPROXY_UPSTREAM_WARM_CONNS", "-1", ""},
+		{"DOTPROXY_UPSTREAM_MAX_INFLIGHT", "65536", ""},
+		{"DOTPROXY_UPSTREAM_CONNECT_TIMEOUT", "-2s", ""},
+		{"DOTPROXY_UPSTREAM_HANDSHAKE_TIMEOUT", "0s", ""},
+		{"DOTPROXY_UPSTREAM_IDLE_TIMEOUT", "0s", ""},
+		{"DOTPROXY_UPSTREAM_ATTEMPT_TIMEOUT", "0s", ""},
+		{"DOTPROXY_PROBE_NAME", "bad..name", ""},
+		// ...balance.Config.Validate MaxRetries, HedgeAfter, Probe*...
+		{"DOTPROXY_MAX_RETRIES", "17", ""},
+		{"DOTPROXY_MAX_RETRIES", "-1", ""},
+		{"DOTPROXY_HEDGE_AFTER", "-5ms", ""},
+		{"DOTPROXY_PROBE_TIMEOUT", "0s", ""},
+		{"DOTPROXY_PROBE_MAX_BACKOFF", "-1s", ""},
+		{"DOTPROXY_PROBE_RESET_AFTER", "0s", ""},
+		{"DOTPROXY_STATSD_FLUSH_INTERVAL", "0s", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.key+"="+tt.value, func(t *testing.T) {
+			_, err := loadWith(t, map[string]string{tt.key: tt.value})
+			var se *settingError
+			if !errors.As(err, &se) || se.key != tt.key {
+				t.Fatalf("loadConfig() = %v, want an error naming %s", err, tt.key)
+			}
+			want := tt.wantValue
+			switch want {
+			case "":
+				want = tt.value
+			case "(empty)":
+				want = ""
+			}
+			if se.value != want {
+				t.Fatalf("the error quotes %q, want %q: %v", se.value, want, err)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("%q: want one line", err)
+			}
+		})
+	}
+}
+
+// The tables that map a package's field names to settings name fields that
+// the package's Config has and settings that config has: a field renamed in
+// a package would otherwise leave its errors without their variable.
+func TestPackageFieldsExist(t *testing.T) {
+	c := defaultConfig()
+	fieldOf := fieldVars(mustVariables(t, c))
+	for pkg, tt := range map[string]struct {
+		typ    reflect.Type
+		fields map[string]any
+	}{
+		"upstream": {reflect.TypeFor[upstream.Config](), c.upstreamFields()},
+		"balance":  {reflect.TypeFor[balance.Config](), c.balanceFields()},
+		"emit":     {reflect.TypeFor[emit.Config](), c.emitFields()},
+	} {
+		for name, field := range tt.fields {
+			if _, ok := tt.typ.FieldByName(name); !ok {
+				t.Errorf("%s.Config has no field %s", pkg, name)
+			}
+			if _, ok := fieldOf.errorAt(field, errors.New("")).(*settingError); !ok {
+				t.Errorf("%s.Config.%s maps to no setting", pkg, name)
+			}
+		}
+	}
+}
+
+// Where an error names several fields, the first is the one at fault: the
+// rest say what it is measured against.
+func TestPackageErrorNamesTheFirstField(t *testing.T) {
+	c := defaultConfig()
+	at := fieldVars(mustVariables(t, c))
+	err := at.packageError(errors.New("upstream: invalid config: WarmConns 9: is not within 0..MaxConns (4)"), c.upstreamFields())
+	var se *settingError
+	if !errors.As(err, &se) || se.key != "DOTPROXY_UPSTREAM_WARM_CONNS" {
+		t.Fatalf("got %v, want DOTPROXY_UPSTREAM_WARM_CONNS named", err)
+	}
+	unknown := errors.New("upstream: invalid config: NewField 1: is bad")
+	if err := at.packageError(unknown, c.upstreamFields()); err != unknown {
+		t.Fatalf("an error naming no known field became %v, want it as it was", err)
+	}
+	if i := wordIndex("AddrX Addr", "Addr"); i != 6 {
+		t.Fatalf("wordIndex found Addr at %d inside a longer word, want 6", i)
+	}
+}
+
+// -h leaves no bound unfilled in a description.
+func TestDescriptionsHaveTheirBounds(t *testing.T) {
+	var b strings.Builder
+	usage(&b)
+	if strings.ContainsAny(b.String(), "{}") {
+		t.Fatalf("-h holds a bound left unfilled:\n%s", b.String())
+	}
+	if !strings.Contains(b.String(), "(1 to 65535)") {
+		t.Fatal("-h does not give DOTPROXY_UPSTREAM_MAX_INFLIGHT's bound, 65535")
+	}
 }

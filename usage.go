@@ -4,12 +4,15 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"strconv"
+	"strings"
 	"text/template"
 	"time"
 
 	"github.com/dotproxy/dotproxy/balance"
 	"github.com/dotproxy/dotproxy/dnsmsg"
 	"github.com/dotproxy/dotproxy/emit"
+	"github.com/dotproxy/dotproxy/upstream"
 	"github.com/kelseyhightower/envconfig"
 )
 
@@ -24,7 +27,7 @@ Usage:
   dotproxy -version      print the version
 
 `, version)
-	funcs := template.FuncMap{"kind": kindOf, "text": settingText}
+	funcs := template.FuncMap{"kind": kindOf, "text": settingText, "describe": describe}
 	tmpl := template.Must(template.New("usage").Funcs(funcs).Parse(usageFormat))
 	_ = envconfig.Usaget(envPrefix, defaultConfig(), w, tmpl)
 	fmt.Fprintln(w, "\nThe Datadog client also reads DD_AGENT_HOST, DD_DOGSTATSD_URL, DD_ENV, DD_SERVICE and DD_VERSION.")
@@ -34,8 +37,20 @@ Usage:
 // defaultConfig, left out when it is empty (no CA file, no pins).
 const usageFormat = `Environment:
 {{range .}}  {{.Key}}  ({{kind .Field}}{{with text .Field}}, default {{.}}{{end}})
-      {{.Tags.Get "desc"}}
+      {{describe .Tags}}
 {{end}}`
+
+// descBounds fills in the bounds that descriptions quote, each from the
+// constant that its check uses, so that a bound is written once.
+var descBounds = strings.NewReplacer(
+	"{upstream.MaxInFlightLimit}", strconv.Itoa(upstream.MaxInFlightLimit),
+	"{maxInflightMIB}", strconv.Itoa(maxInflightMIB),
+)
+
+// describe returns a setting's description, its bounds filled in.
+func describe(tags reflect.StructTag) string {
+	return descBounds.Replace(tags.Get("desc"))
+}
 
 // kindOf names a setting's type for -h.
 func kindOf(v reflect.Value) string {
