@@ -134,11 +134,21 @@ func TestValidateNamesTheVariable(t *testing.T) {
 		{"DOTPROXY_PROBE_TIMEOUT", "0s", ""},
 		{"DOTPROXY_PROBE_MAX_BACKOFF", "-1s", ""},
 		{"DOTPROXY_PROBE_RESET_AFTER", "0s", ""},
+		// ...and emit.Config.Validate Addr, Prefix, Tags.
+		{"DOTPROXY_STATSD_ADDR", "no-port", ""},
+		{"DOTPROXY_STATSD_ADDR", "unix:///run/dsd.socket", ""}, // with STATSD_FORMAT=statsd below
+		{"DOTPROXY_STATSD_PREFIX", "dot/proxy", ""},
+		{"DOTPROXY_STATSD_TAGS", "a|b", ""},
 		{"DOTPROXY_STATSD_FLUSH_INTERVAL", "0s", ""},
+		{"DOTPROXY_STATSD_FORMAT", "graphite", ""}, // decoding: emit.Format.UnmarshalText
 	}
 	for _, tt := range tests {
 		t.Run(tt.key+"="+tt.value, func(t *testing.T) {
-			_, err := loadWith(t, map[string]string{tt.key: tt.value})
+			env := map[string]string{tt.key: tt.value}
+			if strings.HasPrefix(tt.value, "unix://") {
+				env["DOTPROXY_STATSD_FORMAT"] = "statsd"
+			}
+			_, err := loadWith(t, env)
 			var se *settingError
 			if !errors.As(err, &se) || se.key != tt.key {
 				t.Fatalf("loadConfig() = %v, want an error naming %s", err, tt.key)
