@@ -59,7 +59,7 @@ type config struct {
 
 	Policy     balance.Policy `split_words:"true" desc:"load-balancing policy: round_robin, random, historical_connections, availability, failover, least_outstanding, fastest"`
 	MaxRetries int            `split_words:"true" desc:"further upstreams a query may try after an attempt failed, within DOTPROXY_QUERY_TIMEOUT"`
-	HedgeAfter time.Duration  `split_words:"true" desc:"send a query still unanswered after this long to a second upstream too, first answer wins; 0 turns hedging off"`
+	HedgeAfter time.Duration  `split_words:"true" desc:"send a query still unanswered after this long to a second upstream too, first answer wins; 0 turns hedging off, and any other value must be shorter than DOTPROXY_QUERY_TIMEOUT"`
 	Probe      struct {
 		Name       string        `split_words:"true" desc:"name queried (type NS) to probe an upstream that is down"`
 		Timeout    time.Duration `split_words:"true" desc:"timeout of one probe"`

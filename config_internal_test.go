@@ -225,3 +225,16 @@ func TestDescriptionsHaveTheirBounds(t *testing.T) {
 		t.Fatal("-h does not give DOTPROXY_UPSTREAM_MAX_INFLIGHT's bound, 65535")
 	}
 }
+
+// Settings that keep the rules across them start, however close they come.
+func TestRulesAcrossSettingsAllowWhatWorks(t *testing.T) {
+	for _, env := range []map[string]string{
+		{"DOTPROXY_QUERY_TIMEOUT": "1s", "DOTPROXY_UPSTREAM_ATTEMPT_TIMEOUT": "999ms", "DOTPROXY_HEDGE_AFTER": "999ms"},
+		{"DOTPROXY_QUERY_TIMEOUT": "1501ms"},
+		{"DOTPROXY_QUERY_TIMEOUT": "200ms", "DOTPROXY_UPSTREAM_ATTEMPT_TIMEOUT": "100ms", "DOTPROXY_HEDGE_AFTER": "0s"},
+	} {
+		if _, err := loadWith(t, env); err != nil {
+			t.Errorf("%v: %v", env, err)
+		}
+	}
+}

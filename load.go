@@ -86,7 +86,8 @@ func unwrapAll(err error) error {
 
 // validate checks what decoding could not: the bounds of the settings that
 // main alone reads, then each package's rules, through its own Config's
-// Validate. The error names the variable at fault and its value.
+// Validate, then the rules that tie one setting to another. The error names
+// the variable at fault and its value.
 func (c *config) validate() error {
 	vars, err := variables(c)
 	if err != nil {
@@ -110,6 +111,27 @@ func (c *config) validate() error {
 	}
 	if err := c.emitConfig(nil).Validate(); err != nil {
 		return at.packageError(err, c.emitFields())
+	}
+	return c.checkRules(at)
+}
+
+// checkRules checks the rules across settings, which no package can see
+// whole: QueryTimeout is the proxy's, the rest the balancer's. Broken, none
+// would stop dotproxy; each would quietly take away what a setting is for.
+func (c *config) checkRules(at fieldVars) error {
+	// The balancer gives each attempt at least the attempt timeout; with
+	// the query's whole time or more, the first attempt takes it all, and
+	// a query that fails there is never retried on another upstream.
+	if c.Upstream.AttemptTimeout >= c.QueryTimeout {
+		return at.shorterThan(&c.Upstream.AttemptTimeout, &c.QueryTimeout,
+			"each attempt gets at least this long, so the first would take the whole query and leave no time to retry it")
+	}
+	// A copy due at the query's deadline or later comes too late to
+	// answer, yet hedging still takes away the UDP path that sends a burst
+	// upstream in one write.
+	if c.HedgeAfter > 0 && c.HedgeAfter >= c.QueryTimeout {
+		return at.shorterThan(&c.HedgeAfter, &c.QueryTimeout,
+			"a copy sent at the deadline or later answers no one (0s turns hedging off)")
 	}
 	return nil
 }
@@ -162,15 +184,32 @@ func (c *config) checkBounds(at fieldVars) error {
 // fieldVars finds a setting's variable by the address of its field.
 type fieldVars []variable
 
+// of returns the variable of field, a pointer to a field of the config that
+// fieldVars lists.
+func (vs fieldVars) of(field any) (variable, bool) {
+	for _, v := range vs {
+		if v.field.Addr().Interface() == field {
+			return v, true
+		}
+	}
+	return variable{}, false
+}
+
 // errorAt returns err as the settingError of field, a pointer to a field of
 // the config that fieldVars lists; err itself if it is none.
 func (vs fieldVars) errorAt(field any, err error) error {
-	for _, v := range vs {
-		if v.field.Addr().Interface() == field {
-			return &settingError{key: v.name, value: settingText(v.field), err: err}
-		}
+	v, ok := vs.of(field)
+	if !ok {
+		return err
 	}
-	return err
+	return &settingError{key: v.name, value: settingText(v.field), err: err}
+}
+
+// shorterThan is the error of a field that must be shorter than another,
+// naming both variables and their values.
+func (vs fieldVars) shorterThan(field, other any, why string) error {
+	o, _ := vs.of(other)
+	return vs.errorAt(field, fmt.Errorf("must be shorter than %s=%q: %s", o.name, settingText(o.field), why))
 }
 
 // packageError returns err, from a package's Config.Validate, as the
