@@ -238,3 +238,13 @@ func TestRulesAcrossSettingsAllowWhatWorks(t *testing.T) {
 		}
 	}
 }
+
+// -h names each setting's kind as an operator writes it, never as Go's
+// reflect does ("slice", "struct").
+func TestHelpNamesEveryKind(t *testing.T) {
+	for _, v := range mustVariables(t, defaultConfig()) {
+		if kind := kindOf(v.field); kind == v.field.Kind().String() && kind != "string" {
+			t.Errorf("%s: -h names its kind %q", v.name, kind)
+		}
+	}
+}

@@ -57,6 +57,8 @@ func kindOf(v reflect.Value) string {
 	switch v.Interface().(type) {
 	case upstreamList:
 		return "list of host[:port][#tls-name]"
+	case upstream.Bootstrap:
+		return "list of ip[:port]"
 	case listenList:
 		return "list of host:port"
 	case prefixList:
