@@ -18,11 +18,10 @@ import (
 
 // config is everything dotproxy reads from its environment. Nested structs
 // add their name to the variable: Upstream.MaxConns is
-// DOTPROXY_UPSTREAM_MAX_CONNS. A {name} in a description is a bound that
-// -h fills in from the constant of that name. The fields carry no default
-// tags: a default
+// DOTPROXY_UPSTREAM_MAX_CONNS. The fields carry no default tags: a default
 // is the value that defaultConfig gives the field, which envconfig leaves
-// alone when the variable is unset.
+// alone when the variable is unset. A {name} in a description is a bound
+// that -h fills in from the constant of that name.
 type config struct {
 	Upstreams       upstreamList       `split_words:"true" desc:"resolvers to forward to: comma-separated host[:port][#tls-name]; port 853 if omitted; IPv6 as [addr]:port. Without #tls-name the certificate must be valid for the host (IP SAN for an address)"`
 	Bootstrap       upstream.Bootstrap `desc:"plain-DNS resolvers (comma-separated ip or ip:port, port 53 if omitted) used only to resolve upstream host names, instead of the system resolver; set it when the system resolver is dotproxy itself"`
@@ -113,9 +112,9 @@ var (
 )
 
 // defaultConfig returns the settings as they are when no variable is set.
-// Each default is written once: a package's own Default constant where the
-// package has one, so that a zero field and an unset variable mean the same,
-// and otherwise here. -h prints these values.
+// Each default is written once: as the package's own Default constant where
+// the package has one, here where none has. envconfig then overrides only
+// the variables that are set, and -h prints these values.
 func defaultConfig() *config {
 	c := &config{
 		Upstreams:       slices.Clone(builtinUpstreams),
@@ -144,8 +143,8 @@ func defaultConfig() *config {
 	c.Client.TCPMaxConns = proxy.DefaultTCPMaxConns
 	c.Client.TCPMaxInflight = proxy.DefaultTCPMaxInFlight
 	c.Client.UDPMaxInflight = proxy.DefaultUDPMaxInFlight
-	c.Client.UDPSockets = 1 // proxy's zero: one socket per address
-	c.Client.MaxInflightMIB = proxy.DefaultMaxInFlightBytes >> 20
+	c.Client.UDPSockets = 1                                       // proxy's zero: one socket per address
+	c.Client.MaxInflightMIB = proxy.DefaultMaxInFlightBytes >> 20 // in MiB
 
 	c.Probe.Name = balance.DefaultProbeName
 	c.Probe.Timeout = balance.DefaultProbeTimeout

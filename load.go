@@ -115,27 +115,6 @@ func (c *config) validate() error {
 	return c.checkRules(at)
 }
 
-// checkRules checks the rules across settings, which no package can see
-// whole: QueryTimeout is the proxy's, the rest the balancer's. Broken, none
-// would stop dotproxy; each would quietly take away what a setting is for.
-func (c *config) checkRules(at fieldVars) error {
-	// The balancer gives each attempt at least the attempt timeout; with
-	// the query's whole time or more, the first attempt takes it all, and
-	// a query that fails there is never retried on another upstream.
-	if c.Upstream.AttemptTimeout >= c.QueryTimeout {
-		return at.shorterThan(&c.Upstream.AttemptTimeout, &c.QueryTimeout,
-			"each attempt gets at least this long, so the first would take the whole query and leave no time to retry it")
-	}
-	// A copy due at the query's deadline or later comes too late to
-	// answer, yet hedging still takes away the UDP path that sends a burst
-	// upstream in one write.
-	if c.HedgeAfter > 0 && c.HedgeAfter >= c.QueryTimeout {
-		return at.shorterThan(&c.HedgeAfter, &c.QueryTimeout,
-			"a copy sent at the deadline or later answers no one (0s turns hedging off)")
-	}
-	return nil
-}
-
 // checkBounds checks the settings that no package's Validate sees, or sees
 // only as a zero that it reads as its default.
 func (c *config) checkBounds(at fieldVars) error {
@@ -177,6 +156,27 @@ func (c *config) checkBounds(at fieldVars) error {
 				return at.errorAt(field, errors.New("must be positive"))
 			}
 		}
+	}
+	return nil
+}
+
+// checkRules checks the rules across settings, which no package can see
+// whole: QueryTimeout is the proxy's, the rest the balancer's. Broken, none
+// would stop dotproxy; each would quietly take away what a setting is for.
+func (c *config) checkRules(at fieldVars) error {
+	// The balancer gives each attempt at least the attempt timeout; with
+	// the query's whole time or more, the first attempt takes it all, and
+	// a query that fails there is never retried on another upstream.
+	if c.Upstream.AttemptTimeout >= c.QueryTimeout {
+		return at.shorterThan(&c.Upstream.AttemptTimeout, &c.QueryTimeout,
+			"each attempt gets at least this long, so the first would take the whole query and leave no time to retry it")
+	}
+	// A copy due at the query's deadline or later comes too late to
+	// answer, yet hedging still takes away the UDP path that sends a burst
+	// upstream in one write.
+	if c.HedgeAfter > 0 && c.HedgeAfter >= c.QueryTimeout {
+		return at.shorterThan(&c.HedgeAfter, &c.QueryTimeout,
+			"a copy sent at the deadline or later answers no one (0s turns hedging off)")
 	}
 	return nil
 }
