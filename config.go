@@ -1,48 +1,35 @@
 package main
 
 import (
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/base64"
 	"errors"
-	"fmt"
-	"net"
+	"log/slog"
 	"net/netip"
 	"os"
-	"strconv"
-	"strings"
+	"slices"
 	"time"
 
 	"github.com/dotproxy/dotproxy/balance"
 	"github.com/dotproxy/dotproxy/dnsmsg"
 	"github.com/dotproxy/dotproxy/emit"
+	"github.com/dotproxy/dotproxy/proxy"
 	"github.com/dotproxy/dotproxy/upstream"
-	"github.com/kelseyhightower/envconfig"
 )
-
-// envPrefix starts every variable dotproxy reads.
-const envPrefix = "DOTPROXY"
-
-// maxInflightMIB bounds DOTPROXY_CLIENT_MAX_INFLIGHT_MIB: 4 GiB of queries
-// in flight is past any host dotproxy is meant for, and a larger figure is
-// more likely a unit mistaken (bytes for MiB) than a wish.
-const maxInflightMIB = 4096
-
-// maxUDPSockets bounds DOTPROXY_CLIENT_UDP_SOCKETS: one reader per core is
-// the most that helps.
-const maxUDPSockets = 64
 
 // config is everything dotproxy reads from its environment. Nested structs
 // add their name to the variable: Upstream.MaxConns is
-// DOTPROXY_UPSTREAM_MAX_CONNS.
+// DOTPROXY_UPSTREAM_MAX_CONNS. The fields carry no default tags: a default
+// is the value that defaultConfig gives the field, which envconfig leaves
+// alone when the variable is unset. A {name} in a description is a bound
+// that -h fills in from the constant of that name.
 type config struct {
-	Upstreams       upstreamList  `split_words:"true" default:"1.1.1.1:853,1.0.0.1:853" desc:"resolvers to forward to: comma-separated host[:port][#tls-name]; port 853 if omitted; IPv6 as [addr]:port. Without #tls-name the certificate must be valid for the host (IP SAN for an address)"`
-	Bootstrap       bootstrapList `desc:"plain-DNS resolvers (comma-separated ip or ip:port, port 53 if omitted) used only to resolve upstream host names, instead of the system resolver; set it when the system resolver is dotproxy itself"`
-	Listen          listenList    `split_words:"true" default:":53" desc:"comma-separated host:port addresses, each served on UDP and TCP; an empty host means every address"`
-	Allow           prefixList    `split_words:"true" default:"127.0.0.0/8,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,169.254.0.0/16,::1/128,fc00::/7,fe80::/10" desc:"client networks (CIDRs or single addresses) that may query; others get REFUSED. 0.0.0.0/0,::/0 allows everyone"`
-	QueryTimeout    time.Duration `split_words:"true" default:"4s" desc:"total time a query may take, retries included; the client then gets SERVFAIL. Below the 5 s that stub resolvers wait, so they see an answer rather than a timeout"`
-	TransferTimeout time.Duration `split_words:"true" default:"60s" desc:"longest a zone transfer (AXFR, IXFR over TCP) may take from its query to its last message; each message must also arrive within DOTPROXY_QUERY_TIMEOUT of the one before"`
-	Padding         padding       `default:"block" desc:"block: pad every query sent upstream to a multiple of 128 bytes with EDNS(0) padding (RFC 7830, RFC 8467), so the length of the encrypted record does not give away the name; off: send queries unpadded"`
+	Upstreams       upstreamList       `split_words:"true" desc:"resolvers to forward to: comma-separated host[:port][#tls-name]; port 853 if omitted; IPv6 as [addr]:port. Without #tls-name the certificate must be valid for the host (IP SAN for an address)"`
+	Bootstrap       upstream.Bootstrap `desc:"plain-DNS resolvers (comma-separated ip or ip:port, port 53 if omitted) used only to resolve upstream host names, instead of the system resolver; set it when the system resolver is dotproxy itself"`
+	Listen          listenList         `split_words:"true" desc:"comma-separated host:port addresses, each served on UDP and TCP; an empty host means every address"`
+	Allow           prefixList         `split_words:"true" desc:"client networks (CIDRs or single addresses) that may query; others get REFUSED. 0.0.0.0/0,::/0 allows everyone"`
+	QueryTimeout    time.Duration      `split_words:"true" desc:"total time a query may take, retries included; the client then gets SERVFAIL. Below the 5 s that stub resolvers wait, so they see an answer rather than a timeout"`
+	TransferTimeout time.Duration      `split_words:"true" desc:"longest a zone transfer (AXFR, IXFR over TCP) may take from its query to its last message; each message must also arrive within DOTPROXY_QUERY_TIMEOUT of the one before"`
+	Padding         dnsmsg.Padding     `default:"block" desc:"block: pad every query sent upstream to a multiple of 128 bytes with EDNS(0) padding (RFC 7830, RFC 8467), so the length of the encrypted record does not give away the name; off: send queries unpadded"`
 
 	TLS struct {
 		CAFile string  `split_words:"true" desc:"PEM bundle trusted instead of the system roots"`
@@ -50,47 +37,47 @@ type config struct {
 	}
 
 	Upstream struct {
-		MaxConns         int           `split_words:"true" default:"4" desc:"connections per upstream at most, those being opened included"`
-		WarmConns        int           `split_words:"true" default:"1" desc:"connections per upstream kept open without traffic (recycled every idle timeout), so a query after a quiet spell does not wait for a handshake; 0 keeps none"`
-		MaxInflight      int           `split_words:"true" default:"256" desc:"queries outstanding on one upstream connection at most (1 to 65535); a new connection opens when all are full"`
-		ConnectTimeout   time.Duration `split_words:"true" default:"2s" desc:"TCP connect timeout"`
-		HandshakeTimeout time.Duration `split_words:"true" default:"2s" desc:"TLS handshake timeout"`
-		IdleTimeout      time.Duration `split_words:"true" default:"8s" desc:"close an upstream connection idle this long; keep it below the resolver's own (about 10 s at public resolvers)"`
-		AttemptTimeout   time.Duration `split_words:"true" default:"1500ms" desc:"paces recovery: a query unanswered for a quarter of this gets a probe behind it; at half, a connection that has read nothing since is retired (its queries go to another upstream) and a query lost on a live one is sent again; each attempt gets at least this long, and four attempts in a row slower than this mark an upstream down. Shorter than DOTPROXY_QUERY_TIMEOUT"`
-		TCPFastopen      bool          `split_words:"true" default:"true" desc:"use TCP Fast Open to upstreams where the kernel allows (Linux net.ipv4.tcp_fastopen bit 1)"`
+		MaxConns         int           `split_words:"true" desc:"connections per upstream at most, those being opened included"`
+		WarmConns        int           `split_words:"true" desc:"connections per upstream kept open without traffic (recycled every idle timeout), so a query after a quiet spell does not wait for a handshake; 0 keeps none"`
+		MaxInflight      int           `split_words:"true" desc:"queries outstanding on one upstream connection at most (1 to {upstream.MaxInFlightLimit}); a new connection opens when all are full"`
+		ConnectTimeout   time.Duration `split_words:"true" desc:"TCP connect timeout"`
+		HandshakeTimeout time.Duration `split_words:"true" desc:"TLS handshake timeout"`
+		IdleTimeout      time.Duration `split_words:"true" desc:"close an upstream connection idle this long; keep it below the resolver's own (about 10 s at public resolvers)"`
+		AttemptTimeout   time.Duration `split_words:"true" desc:"paces recovery: a query unanswered for a quarter of this gets a probe behind it; at half, a connection that has read nothing since is retired (its queries go to another upstream) and a query lost on a live one is sent again; each attempt gets at least this long, and four attempts in a row slower than this mark an upstream down. Shorter than DOTPROXY_QUERY_TIMEOUT"`
+		TCPFastopen      bool          `split_words:"true" desc:"use TCP Fast Open to upstreams where the kernel allows (Linux net.ipv4.tcp_fastopen bit 1)"`
 	}
 
 	Client struct {
-		TCPIdleTimeout time.Duration `split_words:"true" default:"10s" desc:"close a client TCP connection that sends no query for this long"`
-		TCPMaxConns    int           `split_words:"true" default:"1000" desc:"client TCP connections per listen address at most; more are closed at once"`
-		TCPMaxInflight int           `split_words:"true" default:"64" desc:"queries answered at once per client TCP connection"`
-		UDPMaxInflight int           `split_words:"true" default:"10000" desc:"UDP queries answered at once per UDP socket; past it the socket is not read"`
-		UDPSockets     int           `split_words:"true" default:"1" desc:"UDP sockets per listen address, each with its own reader, sharing the port with SO_REUSEPORT (Linux)"`
-		MaxInflightMIB int           `split_words:"true" default:"16" desc:"memory (MiB, 1 to 4096) held for client queries in flight at once, over every listener and both transports (each query's bytes plus a fixed allowance); past it a UDP query is dropped and counted and a TCP query gets REFUSED"`
+		TCPIdleTimeout time.Duration `split_words:"true" desc:"close a client TCP connection that sends no query for this long"`
+		TCPMaxConns    int           `split_words:"true" desc:"client TCP connections per listen address at most; more are closed at once"`
+		TCPMaxInflight int           `split_words:"true" desc:"queries answered at once per client TCP connection"`
+		UDPMaxInflight int           `split_words:"true" desc:"UDP queries answered at once per UDP socket; past it the socket is not read"`
+		UDPSockets     int           `split_words:"true" desc:"UDP sockets per listen address, each with its own reader, sharing the port with SO_REUSEPORT (Linux)"`
+		MaxInflightMIB int           `split_words:"true" desc:"memory (MiB, 1 to {maxInflightMIB}) held for client queries in flight at once, over every listener and both transports (each query's bytes plus a fixed allowance); past it a UDP query is dropped and counted and a TCP query gets REFUSED"`
 	}
 
-	Policy     balance.Policy `split_words:"true" default:"least_outstanding" desc:"load-balancing policy: round_robin, random, historical_connections, availability, failover, least_outstanding, fastest"`
-	MaxRetries int            `split_words:"true" default:"2" desc:"further upstreams a query may try after an attempt failed, within DOTPROXY_QUERY_TIMEOUT"`
-	HedgeAfter time.Duration  `split_words:"true" default:"0s" desc:"send a query still unanswered after this long to a second upstream too, first answer wins; 0 turns hedging off"`
+	Policy     balance.Policy `split_words:"true" desc:"load-balancing policy: round_robin, random, historical_connections, availability, failover, least_outstanding, fastest"`
+	MaxRetries int            `split_words:"true" desc:"further upstreams a query may try after an attempt failed, within DOTPROXY_QUERY_TIMEOUT"`
+	HedgeAfter time.Duration  `split_words:"true" desc:"send a query still unanswered after this long to a second upstream too, first answer wins; 0 turns hedging off, and any other value must be shorter than DOTPROXY_QUERY_TIMEOUT"`
 	Probe      struct {
-		Name       string        `split_words:"true" default:"." desc:"name queried (type NS) to probe an upstream that is down"`
-		Timeout    time.Duration `split_words:"true" default:"2s" desc:"timeout of one probe"`
-		MaxBackoff time.Duration `split_words:"true" default:"10s" desc:"longest wait between probes of an upstream that stays down"`
-		ResetAfter time.Duration `split_words:"true" default:"30s" desc:"time an upstream must work after coming back before its backoff starts from 100 ms again"`
+		Name       string        `split_words:"true" desc:"name queried (type NS) to probe an upstream that is down"`
+		Timeout    time.Duration `split_words:"true" desc:"timeout of one probe"`
+		MaxBackoff time.Duration `split_words:"true" desc:"longest wait between probes of an upstream that stays down"`
+		ResetAfter time.Duration `split_words:"true" desc:"time an upstream must work after coming back before its backoff starts from 100 ms again"`
 	}
 
 	Statsd struct {
 		Addr          string        `split_words:"true" desc:"host:port (UDP) or unix:///path (DogStatsD socket); empty: metrics off unless DD_AGENT_HOST or DD_DOGSTATSD_URL name an agent"`
-		Format        emit.Format   `split_words:"true" default:"dogstatsd" desc:"dogstatsd (tags) or statsd (plain lines, tags folded into names)"`
-		Prefix        string        `split_words:"true" default:"dotproxy" desc:"metric name prefix"`
+		Format        emit.Format   `split_words:"true" desc:"dogstatsd (tags) or statsd (plain lines, tags folded into names)"`
+		Prefix        string        `split_words:"true" desc:"metric name prefix"`
 		Tags          []string      `split_words:"true" desc:"constant tags for every metric in dogstatsd format, e.g. env:home,host:edge1"`
-		FlushInterval time.Duration `split_words:"true" default:"1s" desc:"how often aggregated counts and gauges are sent"`
-		SingleValue   bool          `split_words:"true" default:"false" desc:"dogstatsd only: one sample per line, for relays that cannot read multi-value lines (Datadog Agent before 6.25/7.25, statsd_exporter before 0.27)"`
+		FlushInterval time.Duration `split_words:"true" desc:"how often aggregated counts and gauges are sent"`
+		SingleValue   bool          `split_words:"true" desc:"dogstatsd only: one sample per line, for relays that cannot read multi-value lines (Datadog Agent before 6.25/7.25, statsd_exporter before 0.27)"`
 	}
 
 	Log struct {
-		Level  logLevel  `split_words:"true" default:"info" desc:"debug (logs every query: client, question, rcode, upstream, time), info, warn or error"`
-		Format logFormat `split_words:"true" default:"auto" desc:"auto (coloured text on a terminal, JSON otherwise), text or json"`
+		Level  logLevel  `split_words:"true" desc:"debug (logs every query: client, question, rcode, upstream, time), info, warn or error"`
+		Format logFormat `split_words:"true" desc:"auto (coloured text on a terminal, JSON otherwise), text or json"`
 	}
 
 	// defaultUpstreams is set when DOTPROXY_UPSTREAMS is not, so that
@@ -99,147 +86,82 @@ type config struct {
 	defaultUpstreams bool
 }
 
-// settingError names the variable at fault and its value, in the one line
-// that start-up prints before it exits.
-type settingError struct {
-	key, value string
-	err        error
+// The defaults that are main's alone, for settings that no package reads:
+// where queries go by default and who may send them.
+var (
+	// builtinUpstreams are Cloudflare's two public resolvers, verified
+	// against the IP addresses in their certificate.
+	builtinUpstreams = upstreamList{
+		{Addr: "1.1.1.1:853", ServerName: "1.1.1.1"},
+		{Addr: "1.0.0.1:853", ServerName: "1.0.0.1"},
+	}
+	// privateNetworks are the loopback, private, shared (CGNAT) and
+	// link-local networks of IPv4 and IPv6: a forwarder meant for a private
+	// network must not answer the whole Internet by default.
+	privateNetworks = prefixList{
+		netip.MustParsePrefix("127.0.0.0/8"),
+		netip.MustParsePrefix("10.0.0.0/8"),
+		netip.MustParsePrefix("172.16.0.0/12"),
+		netip.MustParsePrefix("192.168.0.0/16"),
+		netip.MustParsePrefix("100.64.0.0/10"),
+		netip.MustParsePrefix("169.254.0.0/16"),
+		netip.MustParsePrefix("::1/128"),
+		netip.MustParsePrefix("fc00::/7"),
+		netip.MustParsePrefix("fe80::/10"),
+	}
+)
+
+// defaultConfig returns the settings as they are when no variable is set.
+// Each default is written once: as the package's own Default constant where
+// the package has one, here where none has. envconfig then overrides only
+// the variables that are set, and -h prints these values.
+func defaultConfig() *config {
+	c := &config{
+		Upstreams:       slices.Clone(builtinUpstreams),
+		Listen:          listenList{":53"},
+		Allow:           slices.Clone(privateNetworks),
+		QueryTimeout:    proxy.DefaultQueryTimeout,
+		TransferTimeout: proxy.DefaultTransferTimeout,
+		Padding:         dnsmsg.PadBlock,
+		Policy:          balance.DefaultPolicy,
+		MaxRetries:      balance.DefaultMaxRetries,
+	}
+	c.Upstream.MaxConns = upstream.DefaultMaxConns
+	// upstream keeps no connection warm unless asked: one spares the first
+	// query after a quiet spell a handshake, for one idle connection.
+	c.Upstream.WarmConns = 1
+	c.Upstream.MaxInflight = upstream.DefaultMaxInFlight
+	c.Upstream.ConnectTimeout = upstream.DefaultConnectTimeout
+	c.Upstream.HandshakeTimeout = upstream.DefaultHandshakeTimeout
+	c.Upstream.IdleTimeout = upstream.DefaultIdleTimeout
+	c.Upstream.AttemptTimeout = upstream.DefaultAttemptTimeout
+	// Fast Open puts the ClientHello in the SYN where the kernel holds a
+	// cookie; a kernel that refuses it just connects as usual.
+	c.Upstream.TCPFastopen = true
+
+	c.Client.TCPIdleTimeout = proxy.DefaultTCPIdleTimeout
+	c.Client.TCPMaxConns = proxy.DefaultTCPMaxConns
+	c.Client.TCPMaxInflight = proxy.DefaultTCPMaxInFlight
+	c.Client.UDPMaxInflight = proxy.DefaultUDPMaxInFlight
+	c.Client.UDPSockets = 1                                       // proxy's zero: one socket per address
+	c.Client.MaxInflightMIB = proxy.DefaultMaxInFlightBytes >> 20 // in MiB
+
+	c.Probe.Name = balance.DefaultProbeName
+	c.Probe.Timeout = balance.DefaultProbeTimeout
+	c.Probe.MaxBackoff = balance.DefaultProbeMaxBackoff
+	c.Probe.ResetAfter = balance.DefaultProbeResetAfter
+
+	c.Statsd.Format = emit.DogStatsD // emit's zero
+	c.Statsd.Prefix = emit.DefaultPrefix
+	c.Statsd.FlushInterval = emit.DefaultFlushInterval
+
+	c.Log.Level = logLevel(slog.LevelInfo)
+	c.Log.Format = formatAuto
+	return c
 }
 
-func (e *settingError) Error() string {
-	return fmt.Sprintf("%s=%q: %v", e.key, e.value, e.err)
-}
-
-// loadConfig reads and checks the environment. A DOTPROXY_* variable that
-// is no setting stops it too, unless an orchestrator put it there (see
-// checkEnviron).
-func loadConfig() (*config, error) {
-	known, err := knownKeys()
-	if err != nil {
-		return nil, err
-	}
-	if err := checkEnviron(os.Environ(), known); err != nil {
-		return nil, err
-	}
-	var c config
-	_, set := os.LookupEnv(env("UPSTREAMS"))
-	c.defaultUpstreams = !set
-	if err := envconfig.Process(envPrefix, &c); err != nil {
-		var pe *envconfig.ParseError
-		if errors.As(err, &pe) {
-			return nil, &settingError{key: pe.KeyName, value: pe.Value, err: unwrapAll(pe.Err)}
-		}
-		return nil, err
-	}
-	if err := c.validate(); err != nil {
-		return nil, err
-	}
-	return &c, nil
-}
-
-// unwrapAll strips strconv's "parsing ...: " wrapper down to the cause, since
-// the message already names the variable and the value.
-func unwrapAll(err error) error {
-	var ne *strconv.NumError
-	if errors.As(err, &ne) {
-		return ne.Err
-	}
-	return err
-}
-
+// env names the variable DOTPROXY_key.
 func env(key string) string { return envPrefix + "_" + key }
-
-func (c *config) validate() error {
-	bad := func(key string, value any, format string, args ...any) error {
-		return &settingError{key: env(key), value: fmt.Sprint(value), err: fmt.Errorf(format, args...)}
-	}
-	if len(c.Upstreams) == 0 {
-		return bad("UPSTREAMS", "", "at least one upstream is required")
-	}
-	if len(c.Upstreams) > balance.MaxUpstreams {
-		return bad("UPSTREAMS", len(c.Upstreams), "at most %d upstreams", balance.MaxUpstreams)
-	}
-	if len(c.Listen) == 0 {
-		return bad("LISTEN", "", "at least one address is required")
-	}
-	if c.QueryTimeout <= 0 {
-		return bad("QUERY_TIMEOUT", c.QueryTimeout, "must be positive")
-	}
-	if c.TransferTimeout <= 0 {
-		return bad("TRANSFER_TIMEOUT", c.TransferTimeout, "must be positive")
-	}
-	if c.Client.MaxInflightMIB < 1 || c.Client.MaxInflightMIB > maxInflightMIB {
-		return bad("CLIENT_MAX_INFLIGHT_MIB", c.Client.MaxInflightMIB, "must be from 1 to %d", maxInflightMIB)
-	}
-	if c.TLS.CAFile != "" {
-		if _, err := loadCAs(c.TLS.CAFile); err != nil {
-			return bad("TLS_CA_FILE", c.TLS.CAFile, "%v", err)
-		}
-	}
-	positive := []struct {
-		key string
-		v   int
-	}{
-		{"UPSTREAM_MAX_CONNS", c.Upstream.MaxConns},
-		{"UPSTREAM_MAX_INFLIGHT", c.Upstream.MaxInflight},
-		{"CLIENT_TCP_MAX_CONNS", c.Client.TCPMaxConns},
-		{"CLIENT_TCP_MAX_INFLIGHT", c.Client.TCPMaxInflight},
-		{"CLIENT_UDP_MAX_INFLIGHT", c.Client.UDPMaxInflight},
-		{"CLIENT_UDP_SOCKETS", c.Client.UDPSockets},
-	}
-	for _, p := range positive {
-		if p.v < 1 {
-			return bad(p.key, p.v, "must be at least 1")
-		}
-	}
-	if c.Client.UDPSockets > maxUDPSockets {
-		return bad("CLIENT_UDP_SOCKETS", c.Client.UDPSockets, "at most %d", maxUDPSockets)
-	}
-	if c.Upstream.MaxInflight > 65535 {
-		return bad("UPSTREAM_MAX_INFLIGHT", c.Upstream.MaxInflight, "at most 65535 queries fit the ID space of one connection")
-	}
-	if c.Upstream.WarmConns < 0 || c.Upstream.WarmConns > c.Upstream.MaxConns {
-		return bad("UPSTREAM_WARM_CONNS", c.Upstream.WarmConns, "must be from 0 to DOTPROXY_UPSTREAM_MAX_CONNS (%d)", c.Upstream.MaxConns)
-	}
-	durations := []struct {
-		key string
-		v   time.Duration
-	}{
-		{"UPSTREAM_CONNECT_TIMEOUT", c.Upstream.ConnectTimeout},
-		{"UPSTREAM_HANDSHAKE_TIMEOUT", c.Upstream.HandshakeTimeout},
-		{"UPSTREAM_IDLE_TIMEOUT", c.Upstream.IdleTimeout},
-		{"UPSTREAM_ATTEMPT_TIMEOUT", c.Upstream.AttemptTimeout},
-		{"CLIENT_TCP_IDLE_TIMEOUT", c.Client.TCPIdleTimeout},
-	}
-	for _, d := range durations {
-		if d.v <= 0 {
-			return bad(d.key, d.v, "must be positive")
-		}
-	}
-	// balance checks its own ranges; one field at a time tells which
-	// variable is at fault.
-	balanceChecks := []struct {
-		key   string
-		value any
-		cfg   balance.Config
-	}{
-		{"MAX_RETRIES", c.MaxRetries, balance.Config{MaxRetries: c.MaxRetries}},
-		{"HEDGE_AFTER", c.HedgeAfter, balance.Config{HedgeAfter: c.HedgeAfter}},
-		{"PROBE_NAME", c.Probe.Name, balance.Config{ProbeName: c.Probe.Name}},
-		{"PROBE_TIMEOUT", c.Probe.Timeout, balance.Config{ProbeTimeout: c.Probe.Timeout}},
-		{"PROBE_MAX_BACKOFF", c.Probe.MaxBackoff, balance.Config{ProbeMaxBackoff: c.Probe.MaxBackoff}},
-		{"PROBE_RESET_AFTER", c.Probe.ResetAfter, balance.Config{ProbeResetAfter: c.Probe.ResetAfter}},
-	}
-	for _, b := range balanceChecks {
-		if err := b.cfg.Validate(); err != nil {
-			return bad(b.key, b.value, "%v", err)
-		}
-	}
-	if err := c.emitConfig(nil).Validate(); err != nil {
-		return err // names its variable
-	}
-	return nil
-}
 
 // loadCAs reads a PEM bundle into a pool.
 func loadCAs(path string) (*x509.CertPool, error) {
@@ -254,122 +176,148 @@ func loadCAs(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// upstreamList is DOTPROXY_UPSTREAMS.
-type upstreamList []upstream.Spec
-
-// Decode implements envconfig.Decoder.
-func (l *upstreamList) Decode(s string) error {
-	*l = nil
-	for _, part := range splitList(s) {
-		spec, err := upstream.ParseSpec(part)
-		if err != nil {
-			return fmt.Errorf("%q: %w", part, err)
-		}
-		*l = append(*l, spec)
+// upstreamConfig is the pool's configuration for spec. Queries always carry
+// edns-tcp-keepalive, so that each resolver says how long it keeps an idle
+// connection (RFC 7858 §3.4).
+func (c *config) upstreamConfig(spec upstream.Spec, roots *x509.CertPool, obs upstream.Observer, log *slog.Logger) upstream.Config {
+	return upstream.Config{
+		Addr:             spec.Addr,
+		ServerName:       spec.ServerName,
+		RootCAs:          roots,
+		Pins:             c.TLS.Pins,
+		Resolver:         c.Bootstrap.Resolver(),
+		ResolverName:     c.Bootstrap.Name(),
+		MaxConns:         c.Upstream.MaxConns,
+		WarmConns:        c.Upstream.WarmConns,
+		MaxInFlight:      c.Upstream.MaxInflight,
+		ConnectTimeout:   c.Upstream.ConnectTimeout,
+		HandshakeTimeout: c.Upstream.HandshakeTimeout,
+		IdleTimeout:      c.Upstream.IdleTimeout,
+		AttemptTimeout:   c.Upstream.AttemptTimeout,
+		ProbeName:        c.Probe.Name,
+		FastOpen:         c.Upstream.TCPFastopen,
+		Rewrite:          dnsmsg.Rewrite{PadBlock: c.Padding.Block(), Keepalive: true},
+		Observer:         obs,
+		Logger:           log,
 	}
-	return nil
 }
 
-// listenList is DOTPROXY_LISTEN.
-type listenList []string
-
-// Decode implements envconfig.Decoder.
-func (l *listenList) Decode(s string) error {
-	*l = nil
-	for _, part := range splitList(s) {
-		host, port, err := net.SplitHostPort(part)
-		if err != nil {
-			return fmt.Errorf("%q: %w", part, err)
-		}
-		if host != "" {
-			if _, err := netip.ParseAddr(host); err != nil {
-				return fmt.Errorf("%q: host must be an IP address or empty", part)
-			}
-		}
-		if _, err := net.LookupPort("tcp", port); err != nil {
-			return fmt.Errorf("%q: bad port", part)
-		}
-		*l = append(*l, part)
+// upstreamFields gives the field of c behind each field of upstream.Config
+// that upstreamConfig fills from a setting, for upstream's errors name its
+// own fields.
+func (c *config) upstreamFields() map[string]any {
+	return map[string]any{
+		"Addr":             &c.Upstreams,
+		"ServerName":       &c.Upstreams,
+		"RootCAs":          &c.TLS.CAFile,
+		"Pins":             &c.TLS.Pins,
+		"Resolver":         &c.Bootstrap,
+		"ResolverName":     &c.Bootstrap,
+		"MaxConns":         &c.Upstream.MaxConns,
+		"WarmConns":        &c.Upstream.WarmConns,
+		"MaxInFlight":      &c.Upstream.MaxInflight,
+		"ConnectTimeout":   &c.Upstream.ConnectTimeout,
+		"HandshakeTimeout": &c.Upstream.HandshakeTimeout,
+		"IdleTimeout":      &c.Upstream.IdleTimeout,
+		"AttemptTimeout":   &c.Upstream.AttemptTimeout,
+		"ProbeName":        &c.Probe.Name,
+		"FastOpen":         &c.Upstream.TCPFastopen,
+		"Rewrite":          &c.Padding,
 	}
-	return nil
 }
 
-// prefixList is DOTPROXY_ALLOW.
-type prefixList []netip.Prefix
-
-// Decode implements envconfig.Decoder.
-func (l *prefixList) Decode(s string) error {
-	*l = nil
-	for _, part := range splitList(s) {
-		p, err := netip.ParsePrefix(part)
-		if err != nil {
-			a, aerr := netip.ParseAddr(part)
-			if aerr != nil {
-				return fmt.Errorf("%q is neither a CIDR nor an address", part)
-			}
-			p = netip.PrefixFrom(a, a.BitLen())
-		}
-		*l = append(*l, p.Masked())
+// balanceConfig is the balancer's configuration; the attempt timeout is the
+// upstreams' own, the same value.
+func (c *config) balanceConfig() balance.Config {
+	return balance.Config{
+		Policy:          c.Policy,
+		MaxRetries:      c.MaxRetries,
+		HedgeAfter:      c.HedgeAfter,
+		ProbeName:       c.Probe.Name,
+		ProbeTimeout:    c.Probe.Timeout,
+		AttemptTimeout:  c.Upstream.AttemptTimeout,
+		ProbeMaxBackoff: c.Probe.MaxBackoff,
+		ProbeResetAfter: c.Probe.ResetAfter,
 	}
-	return nil
 }
 
-// pinList is DOTPROXY_TLS_PINS.
-type pinList [][sha256.Size]byte
-
-// Decode implements envconfig.Decoder.
-func (l *pinList) Decode(s string) error {
-	*l = nil
-	for _, part := range splitList(s) {
-		b, err := base64.StdEncoding.DecodeString(part)
-		if err != nil || len(b) != sha256.Size {
-			return fmt.Errorf("%q is not a base64 SHA-256 digest", part)
-		}
-		*l = append(*l, [sha256.Size]byte(b))
+// balanceFields gives the field of c behind each field of balance.Config
+// that balanceConfig fills.
+func (c *config) balanceFields() map[string]any {
+	return map[string]any{
+		"Policy":          &c.Policy,
+		"MaxRetries":      &c.MaxRetries,
+		"HedgeAfter":      &c.HedgeAfter,
+		"ProbeName":       &c.Probe.Name,
+		"ProbeTimeout":    &c.Probe.Timeout,
+		"AttemptTimeout":  &c.Upstream.AttemptTimeout,
+		"ProbeMaxBackoff": &c.Probe.MaxBackoff,
+		"ProbeResetAfter": &c.Probe.ResetAfter,
 	}
-	return nil
 }
 
-// splitList splits a comma-separated value, dropping blanks.
-func splitList(s string) []string {
-	var out []string
-	for _, part := range strings.Split(s, ",") {
-		if part = strings.TrimSpace(part); part != "" {
-			out = append(out, part)
-		}
+// emitConfig is the metrics client's configuration. Its close may take the
+// metrics' share of the stop budget, and no more.
+func (c *config) emitConfig(log *slog.Logger) emit.Config {
+	return emit.Config{
+		Addr:          c.Statsd.Addr,
+		Format:        c.Statsd.Format,
+		Prefix:        c.Statsd.Prefix,
+		Tags:          c.Statsd.Tags,
+		FlushInterval: c.Statsd.FlushInterval,
+		SingleValue:   c.Statsd.SingleValue,
+		CloseTimeout:  metricsCloseWait,
+		Logger:        log,
 	}
-	return out
 }
 
-// padding is DOTPROXY_PADDING.
-type padding string
-
-const (
-	paddingBlock padding = "block"
-	paddingOff   padding = "off"
-)
-
-// queryBlock is the block length RFC 8467 §4.1 recommends for queries.
-const queryBlock = 128
-
-// UnmarshalText implements encoding.TextUnmarshaler.
-func (p *padding) UnmarshalText(text []byte) error {
-	switch v := padding(strings.ToLower(string(text))); v {
-	case paddingBlock, paddingOff:
-		*p = v
-	default:
-		return errors.New("unknown padding (allowed: block, off)")
+// emitFields gives the field of c behind each field of emit.Config that
+// emitConfig fills from a setting.
+func (c *config) emitFields() map[string]any {
+	return map[string]any{
+		"Addr":          &c.Statsd.Addr,
+		"Format":        &c.Statsd.Format,
+		"Prefix":        &c.Statsd.Prefix,
+		"Tags":          &c.Statsd.Tags,
+		"FlushInterval": &c.Statsd.FlushInterval,
+		"SingleValue":   &c.Statsd.SingleValue,
 	}
-	return nil
 }
 
-// rewrite is what the upstream pools change in each query: padding as set,
-// and always the edns-tcp-keepalive option, so that each resolver says how
-// long it keeps an idle connection (RFC 7858 §3.4).
-func (p padding) rewrite() dnsmsg.Rewrite {
-	r := dnsmsg.Rewrite{Keepalive: true}
-	if p == paddingBlock {
-		r.PadBlock = queryBlock
+// upstreamNames returns the upstreams as they are written in settings.
+func (c *config) upstreamNames() []string {
+	ups := make([]string, len(c.Upstreams))
+	for i, u := range c.Upstreams {
+		ups[i] = u.String()
 	}
-	return r
+	return ups
+}
+
+// logAttrs is the effective configuration, logged once at start-up.
+func (c *config) logAttrs(bound []string, metrics bool) []any {
+	return []any{
+		"version", version,
+		"listen", bound,
+		"upstreams", c.upstreamNames(),
+		"policy", string(c.Policy),
+		"allow", len(c.Allow),
+		"query_timeout", c.QueryTimeout.String(),
+		"transfer_timeout", c.TransferTimeout.String(),
+		"client_max_inflight_mib", c.Client.MaxInflightMIB,
+		"max_retries", c.MaxRetries,
+		"hedge_after", c.HedgeAfter.String(),
+		"ca_file", c.TLS.CAFile,
+		"pins", len(c.TLS.Pins),
+		"upstream_max_conns", c.Upstream.MaxConns,
+		"upstream_warm_conns", c.Upstream.WarmConns,
+		"upstream_max_inflight", c.Upstream.MaxInflight,
+		"upstream_idle_timeout", c.Upstream.IdleTimeout.String(),
+		"upstream_attempt_timeout", c.Upstream.AttemptTimeout.String(),
+		"tcp_fastopen", c.Upstream.TCPFastopen,
+		"padding", string(c.Padding),
+		"statsd", c.Statsd.Addr,
+		"statsd_format", string(c.Statsd.Format),
+		"metrics", metrics,
+		"log_level", c.Log.Level.String(),
+	}
 }

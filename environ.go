@@ -7,22 +7,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"text/template"
-
-	"github.com/kelseyhightower/envconfig"
 )
 
-// knownKeys returns the name of every variable that config reads, as
-// envconfig names them, in the order of the struct: the same list that -h
-// prints, so that no setting can be added without being known here.
-func knownKeys() ([]string, error) {
-	var b strings.Builder
-	tmpl := template.Must(template.New("keys").Parse("{{range .}}{{.Key}}\n{{end}}"))
-	if err := envconfig.Usaget(envPrefix, &config{}, &b, tmpl); err != nil {
-		return nil, err
-	}
-	return strings.Fields(b.String()), nil
-}
+// envPrefix starts every variable dotproxy reads.
+const envPrefix = "DOTPROXY"
 
 // unknownSetting is a DOTPROXY_* variable that dotproxy does not read, and
 // the known one it is closest to, if any is close.

@@ -8,22 +8,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
-	"reflect"
 	"syscall"
-	"text/template"
-	"time"
 
-	"github.com/dotproxy/dotproxy/balance"
-	"github.com/dotproxy/dotproxy/emit"
-	"github.com/kelseyhightower/envconfig"
 	"github.com/lmittmann/tint"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 // Exit codes: 2 is a bad setting or flag, 1 a failure at run time.
 const (
@@ -70,7 +60,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 
-	log := newLogger(cfg, stderr)
+	log := newLogger(cfg.Log.Level, cfg.Log.Format, stderr)
 	ctx, hup, stop := handleSignals()
 	defer stop()
 	if err := serve(ctx, cfg, log, hup, nil); err != nil {
@@ -78,68 +68,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	return exitOK
-}
-
-func usage(w io.Writer) {
-	fmt.Fprintf(w, `dotproxy %s forwards plain DNS (UDP and TCP) to DNS-over-TLS resolvers.
-
-Usage:
-  dotproxy               serve, configured by the environment below
-  dotproxy healthcheck   query the local listener; exit 0 if it answers
-  dotproxy -version      print the version
-
-`, version)
-	tmpl := template.Must(template.New("usage").Funcs(template.FuncMap{"kind": kindOf}).Parse(usageFormat))
-	_ = envconfig.Usaget(envPrefix, &config{}, w, tmpl)
-	fmt.Fprintln(w, "\nThe Datadog client also reads DD_AGENT_HOST, DD_DOGSTATSD_URL, DD_ENV, DD_SERVICE and DD_VERSION.")
-}
-
-const usageFormat = `Environment:
-{{range .}}  {{.Key}}  ({{kind .Field}}{{with .Tags.Get "default"}}, default {{.}}{{end}})
-      {{.Tags.Get "desc"}}
-{{end}}`
-
-// kindOf names a setting's type for -h.
-func kindOf(v reflect.Value) string {
-	switch v.Interface().(type) {
-	case upstreamList:
-		return "list of host[:port][#tls-name]"
-	case listenList:
-		return "list of host:port"
-	case prefixList:
-		return "list of CIDR"
-	case pinList:
-		return "list of base64 SHA-256"
-	case []string:
-		return "list of string"
-	case time.Duration:
-		return "duration, e.g. 1500ms, 4s"
-	case bool:
-		return "true or false"
-	case int:
-		return "integer"
-	case logLevel, logFormat, padding, balance.Policy, emit.Format:
-		return "name"
-	}
-	return v.Kind().String()
-}
-
-// newLogger logs through tint's text handler on a terminal and as JSON
-// elsewhere, unless DOTPROXY_LOG_FORMAT says otherwise.
-func newLogger(cfg *config, w io.Writer) *slog.Logger {
-	level := cfg.Log.Level.slog()
-	format := cfg.Log.Format
-	if format == formatAuto {
-		format = formatJSON
-		if f, ok := w.(*os.File); ok && isTerminal(f) {
-			format = formatText
-		}
-	}
-	if format == formatJSON {
-		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
-	}
-	color := cfg.Log.Format == formatAuto // a terminal; an explicit "text" may be a file
-	return slog.New(tint.NewTextHandler(w, &tint.Options{Level: level, NoColor: !color, TimeFormat: time.RFC3339}))
 }
 
 // signalName names the two signals that stop dotproxy as a log reader

@@ -138,6 +138,50 @@ func TestBadSettingStopsStartup(t *testing.T) {
 	}
 }
 
+// Settings that contradict each other stop start-up with one line naming
+// both, each with its value: running on, dotproxy would quietly lose what
+// one of them is for (retries, hedging).
+func TestContradictorySettingsStopStartup(t *testing.T) {
+	tests := []struct {
+		name  string
+		env   map[string]string
+		names []string
+	}{
+		{"attempt as long as the query", map[string]string{"DOTPROXY_UPSTREAM_ATTEMPT_TIMEOUT": "4s"},
+			[]string{`DOTPROXY_UPSTREAM_ATTEMPT_TIMEOUT="4s"`, `DOTPROXY_QUERY_TIMEOUT="4s"`}},
+		{"query shorter than the default attempt", map[string]string{"DOTPROXY_QUERY_TIMEOUT": "1s"},
+			[]string{`DOTPROXY_UPSTREAM_ATTEMPT_TIMEOUT="1500ms"`, `DOTPROXY_QUERY_TIMEOUT="1s"`}},
+		{"hedge after the query", map[string]string{"DOTPROXY_HEDGE_AFTER": "5s"},
+			[]string{`DOTPROXY_HEDGE_AFTER="5s"`, `DOTPROXY_QUERY_TIMEOUT="4s"`}},
+		{"hedge at the query's end", map[string]string{"DOTPROXY_HEDGE_AFTER": "2s", "DOTPROXY_QUERY_TIMEOUT": "2s"},
+			[]string{`DOTPROXY_HEDGE_AFTER="2s"`, `DOTPROXY_QUERY_TIMEOUT="2s"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := map[string]string{"DOTPROXY_LISTEN": "127.0.0.1:0"}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			cmd := command(env)
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			if code := cmd.ProcessState.ExitCode(); code != 2 {
+				t.Fatalf("exit %d (%v), want 2; stderr: %s", code, err, stderr.String())
+			}
+			out := strings.TrimSpace(stderr.String())
+			if strings.Count(out, "\n") != 0 {
+				t.Fatalf("want one line, got:\n%s", out)
+			}
+			for _, name := range tt.names {
+				if !strings.Contains(out, name) {
+					t.Fatalf("%q does not name %s", out, name)
+				}
+			}
+		})
+	}
+}
+
 // proxyProcess is a running dotproxy.
 type proxyProcess struct {
 	cmd  *exec.Cmd
@@ -368,7 +412,11 @@ func TestEndToEnd(t *testing.T) {
 }
 
 func TestHealthcheckFailsWithoutListener(t *testing.T) {
-	cmd := command(map[string]string{"DOTPROXY_LISTEN": "127.0.0.1:1", "DOTPROXY_QUERY_TIMEOUT": "200ms"}, "healthcheck")
+	cmd := command(map[string]string{
+		"DOTPROXY_LISTEN":                   "127.0.0.1:1",
+		"DOTPROXY_QUERY_TIMEOUT":            "200ms",
+		"DOTPROXY_UPSTREAM_ATTEMPT_TIMEOUT": "100ms", // shorter than the query's
+	}, "healthcheck")
 	if err := cmd.Run(); cmd.ProcessState.ExitCode() != 1 {
 		t.Fatalf("exit %d (%v), want 1", cmd.ProcessState.ExitCode(), err)
 	}
@@ -381,6 +429,7 @@ func TestWrongCertificateGivesServFailAndNoPlaintext(t *testing.T) {
 	env := upstreamEnv(t, srv)
 	env["DOTPROXY_TLS_CA_FILE"] = ca.WritePEM(t)
 	env["DOTPROXY_QUERY_TIMEOUT"] = "500ms"
+	env["DOTPROXY_UPSTREAM_ATTEMPT_TIMEOUT"] = "250ms" // shorter than the query's
 	p := startProxy(t, env)
 	for _, network := range []string{"udp", "tcp"} {
 		if a := ask(t, network, p.addr, "secretname.example", dns.TypeA); a.Rcode != dns.RcodeServerFailure {

@@ -9,17 +9,13 @@ import (
 	"time"
 )
 
-// The environment variables that main reads into a Config. emit never reads
-// them itself; it names them in its errors so that an operator sees which
-// one to fix.
-const (
-	EnvAddr          = "DOTPROXY_STATSD_ADDR"
-	EnvFormat        = "DOTPROXY_STATSD_FORMAT"
-	EnvPrefix        = "DOTPROXY_STATSD_PREFIX"
-	EnvTags          = "DOTPROXY_STATSD_TAGS"
-	EnvFlushInterval = "DOTPROXY_STATSD_FLUSH_INTERVAL"
-	EnvSingleValue   = "DOTPROXY_STATSD_SINGLE_VALUE"
-)
+// EnvAddr is the variable that New's errors still name for Addr: the last
+// variable name in emit, which otherwise names the fields of Config and
+// leaves their variables to main.
+//
+// Deprecated: New's errors are to name the Addr field, as Validate's do;
+// the constant goes once they do.
+const EnvAddr = "DOTPROXY_STATSD_ADDR"
 
 // Defaults filled in by [Config.Validate] and [New] for zero fields.
 const (
@@ -45,7 +41,9 @@ const (
 )
 
 // UnmarshalText implements [encoding.TextUnmarshaler], so that envconfig
-// rejects an unknown format at start-up. Empty text means [DogStatsD].
+// rejects an unknown format at start-up. Empty text means [DogStatsD]. The
+// error wraps [ErrConfig]; it names no field, since a Format can be held by
+// any.
 func (f *Format) UnmarshalText(text []byte) error {
 	switch v := Format(text); v {
 	case "":
@@ -53,7 +51,7 @@ func (f *Format) UnmarshalText(text []byte) error {
 	case DogStatsD, StatsD:
 		*f = v
 	default:
-		return fmt.Errorf("%w: %s=%q: want %s or %s", ErrConfig, EnvFormat, text, DogStatsD, StatsD)
+		return fmt.Errorf("%w: format %q: want %s or %s", ErrConfig, text, DogStatsD, StatsD)
 	}
 	return nil
 }
@@ -127,25 +125,27 @@ func (cfg Config) withDefaults() Config {
 }
 
 // Validate reports the first bad field of cfg, after filling its defaults,
-// as an error that wraps [ErrConfig] and names the environment variable.
+// as an error that wraps [ErrConfig] and names the field first, right after
+// ErrConfig's text: "emit: bad configuration: Prefix "a/b": ...". Which
+// variable fills the field is for the caller to say.
 func (cfg Config) Validate() error {
 	cfg = cfg.withDefaults()
-	if err := cfg.Format.UnmarshalText([]byte(cfg.Format)); err != nil {
-		return err
+	if cfg.Format != DogStatsD && cfg.Format != StatsD {
+		return fmt.Errorf("%w: Format %q: want %s or %s", ErrConfig, cfg.Format, DogStatsD, StatsD)
 	}
 	if err := validateAddr(cfg.Addr, cfg.Format); err != nil {
-		return fmt.Errorf("%w: %s=%q: %s", ErrConfig, EnvAddr, cfg.Addr, err)
+		return fmt.Errorf("%w: Addr %q: %s", ErrConfig, cfg.Addr, err)
 	}
 	if !validPrefix(cfg.Prefix) {
-		return fmt.Errorf("%w: %s=%q: want letters, digits, '_', '-' and inner dots", ErrConfig, EnvPrefix, cfg.Prefix)
+		return fmt.Errorf("%w: Prefix %q: want letters, digits, '_', '-' and inner dots", ErrConfig, cfg.Prefix)
 	}
 	for _, tag := range cfg.Tags {
 		if tag == "" || strings.ContainsAny(tag, ",|#\n") {
-			return fmt.Errorf("%w: %s: tag %q is empty or holds ',', '|', '#' or a newline", ErrConfig, EnvTags, tag)
+			return fmt.Errorf("%w: Tags: tag %q is empty or holds ',', '|', '#' or a newline", ErrConfig, tag)
 		}
 	}
 	if cfg.FlushInterval < 0 {
-		return fmt.Errorf("%w: %s=%s: must not be negative", ErrConfig, EnvFlushInterval, cfg.FlushInterval)
+		return fmt.Errorf("%w: FlushInterval %s: must not be negative", ErrConfig, cfg.FlushInterval)
 	}
 	return nil
 }
@@ -157,7 +157,7 @@ func validateAddr(addr string, f Format) error {
 	}
 	if path, ok := strings.CutPrefix(addr, unixPrefix); ok {
 		if f != DogStatsD {
-			return fmt.Errorf("a Unix socket needs %s=%s", EnvFormat, DogStatsD)
+			return fmt.Errorf("a Unix socket needs Format %s", DogStatsD)
 		}
 		if !strings.HasPrefix(path, "/") {
 			return fmt.Errorf("want unix:///absolute/path")

@@ -10,9 +10,9 @@ import (
 
 func TestConfig_Validate(t *testing.T) {
 	tests := []struct {
-		name    string
-		cfg     emit.Config
-		wantVar string // empty: valid
+		name      string
+		cfg       emit.Config
+		wantField string // empty: valid
 	}{
 		{"zero config", emit.Config{}, ""},
 		{"udp", emit.Config{Addr: "127.0.0.1:8125"}, ""},
@@ -21,31 +21,37 @@ func TestConfig_Validate(t *testing.T) {
 		{"unix", emit.Config{Addr: "unix:///var/run/datadog/dsd.socket"}, ""},
 		{"tags", emit.Config{Tags: []string{"env:home", "edge"}}, ""},
 		{"dotted prefix", emit.Config{Prefix: "edge1.dotproxy"}, ""},
-		{"no port", emit.Config{Addr: "127.0.0.1"}, emit.EnvAddr},
-		{"port zero", emit.Config{Addr: "127.0.0.1:0"}, emit.EnvAddr},
-		{"port too big", emit.Config{Addr: "127.0.0.1:65536"}, emit.EnvAddr},
-		{"named port", emit.Config{Addr: "127.0.0.1:statsd"}, emit.EnvAddr},
-		{"no host", emit.Config{Addr: ":8125"}, emit.EnvAddr},
-		{"relative unix path", emit.Config{Addr: "unix://dsd.socket"}, emit.EnvAddr},
-		{"unix in statsd format", emit.Config{Addr: "unix:///tmp/s", Format: emit.StatsD}, emit.EnvAddr},
-		{"unknown format", emit.Config{Format: "graphite"}, emit.EnvFormat},
-		{"prefix with slash", emit.Config{Prefix: "dot/proxy"}, emit.EnvPrefix},
-		{"prefix ending in a dot", emit.Config{Prefix: "dotproxy."}, emit.EnvPrefix},
-		{"tag with a pipe", emit.Config{Tags: []string{"a|b"}}, emit.EnvTags},
-		{"empty tag", emit.Config{Tags: []string{""}}, emit.EnvTags},
-		{"negative interval", emit.Config{FlushInterval: -1}, emit.EnvFlushInterval},
+		{"no port", emit.Config{Addr: "127.0.0.1"}, "Addr"},
+		{"port zero", emit.Config{Addr: "127.0.0.1:0"}, "Addr"},
+		{"port too big", emit.Config{Addr: "127.0.0.1:65536"}, "Addr"},
+		{"named port", emit.Config{Addr: "127.0.0.1:statsd"}, "Addr"},
+		{"no host", emit.Config{Addr: ":8125"}, "Addr"},
+		{"relative unix path", emit.Config{Addr: "unix://dsd.socket"}, "Addr"},
+		{"unix in statsd format", emit.Config{Addr: "unix:///tmp/s", Format: emit.StatsD}, "Addr"},
+		{"unknown format", emit.Config{Format: "graphite"}, "Format"},
+		{"prefix with slash", emit.Config{Prefix: "dot/proxy"}, "Prefix"},
+		{"prefix ending in a dot", emit.Config{Prefix: "dotproxy."}, "Prefix"},
+		{"tag with a pipe", emit.Config{Tags: []string{"a|b"}}, "Tags"},
+		{"empty tag", emit.Config{Tags: []string{""}}, "Tags"},
+		{"negative interval", emit.Config{FlushInterval: -1}, "FlushInterval"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.cfg.Validate()
-			if tt.wantVar == "" {
+			if tt.wantField == "" {
 				if err != nil {
 					t.Fatalf("Validate() = %v, want nil", err)
 				}
 				return
 			}
-			if !errors.Is(err, emit.ErrConfig) || !strings.Contains(err.Error(), tt.wantVar) {
-				t.Fatalf("Validate() = %v, want an ErrConfig naming %s", err, tt.wantVar)
+			// The field comes first, so that main can tell which of its
+			// variables fills it; the variables are main's to name.
+			rest, named := strings.CutPrefix(err.Error(), emit.ErrConfig.Error()+": "+tt.wantField)
+			if !errors.Is(err, emit.ErrConfig) || !named || !strings.HasPrefix(rest, " ") && !strings.HasPrefix(rest, ":") {
+				t.Fatalf("Validate() = %v, want an ErrConfig naming %s first", err, tt.wantField)
+			}
+			if strings.Contains(err.Error(), "DOTPROXY_") {
+				t.Fatalf("Validate() = %v, which names a variable", err)
 			}
 			if strings.Contains(err.Error(), "\n") {
 				t.Fatalf("Validate() = %q, want one line", err)
@@ -71,8 +77,11 @@ func TestFormat_UnmarshalText(t *testing.T) {
 			var f emit.Format
 			err := f.UnmarshalText([]byte(tt.text))
 			if tt.wantErr {
-				if err == nil || !strings.Contains(err.Error(), "dogstatsd or statsd") || !strings.Contains(err.Error(), emit.EnvFormat) {
-					t.Fatalf("UnmarshalText(%q) = %v, want an error listing the formats", tt.text, err)
+				if !errors.Is(err, emit.ErrConfig) || !strings.Contains(err.Error(), "dogstatsd or statsd") || !strings.Contains(err.Error(), tt.text) {
+					t.Fatalf("UnmarshalText(%q) = %v, want an ErrConfig quoting the text and listing the formats", tt.text, err)
+				}
+				if strings.Contains(err.Error(), "DOTPROXY_") {
+					t.Fatalf("UnmarshalText(%q) = %v, which names a variable", tt.text, err)
 				}
 				return
 			}

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/dotproxy/dotproxy/dnsmsg"
+)
+
+// healthcheck asks the first listen address for the root NS over UDP. Any
+// answer but SERVFAIL is healthy: REFUSED still shows a running proxy,
+// while SERVFAIL means no upstream can be reached.
+func healthcheck(cfg *config) error {
+	addr, err := localAddr(cfg.Listen[0])
+	if err != nil {
+		return err
+	}
+	const id = 0x4843
+	query, err := dnsmsg.NewQuery(id, ".", dnsmsg.TypeNS)
+	if err != nil {
+		return err
+	}
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.SetDeadline(time.Now().Add(cfg.QueryTimeout + time.Second)); err != nil {
+		return err
+	}
+	if _, err := c.Write(query); err != nil {
+		return err
+	}
+	buf := make([]byte, 65535)
+	for {
+		n, err := c.Read(buf)
+		if err != nil {
+			return fmt.Errorf("no answer from %s: %w", addr, err)
+		}
+		ans := buf[:n]
+		if n < dnsmsg.HeaderLen || dnsmsg.ID(ans) != id || !dnsmsg.IsResponse(ans) {
+			continue // not ours
+		}
+		if rc := dnsmsg.Rcode(ans); rc == dnsmsg.RcodeServFail {
+			return errors.New("SERVFAIL: no upstream answered")
+		}
+		return nil
+	}
+}
+
+// localAddr turns a listen address into one to query on this host: a
+// wildcard or empty host becomes loopback.
+func localAddr(listen string) (string, error) {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case host == "" || host == "0.0.0.0":
+		host = "127.0.0.1"
+	case host == "::":
+		host = "::1"
+	default:
+		if a, err := netip.ParseAddr(host); err == nil && a.IsUnspecified() {
+			host = "127.0.0.1"
+		}
+	}
+	return net.JoinHostPort(host, port), nil
+}
