@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -60,7 +61,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 
-	log := newLogger(cfg.Log.Level, cfg.Log.Format, stderr)
+	direct := newLogger(cfg.Log.Level, cfg.Log.Format, stderr).Handler()
+	logs := newLogQueue()
+	log := slog.New(logs.handler(direct))
+	// The last lines leave before the exit, within its share of the stop
+	// budget.
+	defer logs.flush(direct, logFlushWait)
 	ctx, hup, stop := handleSignals()
 	defer stop()
 	if err := serve(ctx, cfg, log, hup, nil); err != nil {

@@ -28,11 +28,17 @@ const (
 	metricsCloseWait = 300 * time.Millisecond
 	// exitRoom is left of the second for the last log lines and the exit.
 	exitRoom = 200 * time.Millisecond
+	// logFlushWait bounds writing the log lines still queued (see
+	// logQueue), inside exitRoom.
+	logFlushWait = 150 * time.Millisecond
 )
 
 // The shares fit in the second: a negative constant converts to no uint,
 // so the build fails if they do not.
 const _ = uint(time.Second - answerGrace - upstreamCloseWait - metricsCloseWait - exitRoom)
+
+// The log flush fits the exit's room.
+const _ = uint(exitRoom - logFlushWait)
 
 // closeUpstreams closes the pools, all at once, then the balancer, once
 // the recycling under way has ended, and reports whether that was done
