@@ -271,6 +271,41 @@ func (c *config) emitConfig(log *slog.Logger) emit.Config {
 	}
 }
 
+func (c *config) proxyConfig(r proxy.Resolver, obs proxy.Observer, log *slog.Logger) proxy.Config {
+	return proxy.Config{
+		Listen:           c.Listen,
+		Allow:            c.Allow,
+		QueryTimeout:     c.QueryTimeout,
+		TransferTimeout:  c.TransferTimeout,
+		TCPIdleTimeout:   c.Client.TCPIdleTimeout,
+		TCPMaxConns:      c.Client.TCPMaxConns,
+		TCPMaxInFlight:   c.Client.TCPMaxInflight,
+		UDPMaxInFlight:   c.Client.UDPMaxInflight,
+		UDPSockets:       c.Client.UDPSockets,
+		MaxInFlightBytes: int64(c.Client.MaxInflightMIB) << 20,
+		Resolver:         r,
+		Observer:         obs,
+		Logger:           log,
+	}
+}
+
+// proxyFields gives the field of c behind each field of proxy.Config that
+// proxyConfig fills from a setting.
+func (c *config) proxyFields() map[string]any {
+	return map[string]any{
+		"Listen":           &c.Listen,
+		"Allow":            &c.Allow,
+		"QueryTimeout":     &c.QueryTimeout,
+		"TransferTimeout":  &c.TransferTimeout,
+		"TCPIdleTimeout":   &c.Client.TCPIdleTimeout,
+		"TCPMaxConns":      &c.Client.TCPMaxConns,
+		"TCPMaxInFlight":   &c.Client.TCPMaxInflight,
+		"UDPMaxInFlight":   &c.Client.UDPMaxInflight,
+		"UDPSockets":       &c.Client.UDPSockets,
+		"MaxInFlightBytes": &c.Client.MaxInflightMIB,
+	}
+}
+
 // emitFields gives the field of c behind each field of emit.Config that
 // emitConfig fills from a setting.
 func (c *config) emitFields() map[string]any {

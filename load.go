@@ -109,6 +109,10 @@ func (c *config) validate() error {
 	if err := b.Validate(); err != nil {
 		return at.packageError(err, c.balanceFields())
 	}
+	p := c.proxyConfig(nil, nil, nil)
+	if err := p.Validate(); err != nil {
+		return at.packageError(err, c.proxyFields())
+	}
 	if err := c.emitConfig(nil).Validate(); err != nil {
 		return at.packageError(err, c.emitFields())
 	}
@@ -172,8 +176,8 @@ func (c *config) checkRules(at fieldVars) error {
 			"each attempt gets at least this long, so the first would take the whole query and leave no time to retry it")
 	}
 	// A copy due at the query's deadline or later comes too late to
-	// answer, yet hedging still takes away the UDP path that sends a burst
-	// upstream in one write.
+	// answer, yet each hedged query still costs a copy of itself and a
+	// timer.
 	if c.HedgeAfter > 0 && c.HedgeAfter >= c.QueryTimeout {
 		return at.shorterThan(&c.HedgeAfter, &c.QueryTimeout,
 			"a copy sent at the deadline or later answers no one (0s turns hedging off)")

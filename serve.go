@@ -42,7 +42,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, hup <-chan os.Sig
 	if err != nil {
 		// The settings were checked already, so this is the statsd host
 		// not resolving now. Metrics must never stop DNS: serve without.
-		log.Warn("metrics are off", tint.Err(err))
+		log.Warn("metrics are off", "setting", envPrefix+"_STATSD_ADDR", tint.Err(err))
 		if metrics, err = emit.New(emit.Config{Format: emit.StatsD}); err != nil {
 			return err
 		}
@@ -90,21 +90,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, hup <-chan os.Sig
 		return err
 	}
 
-	srv, err := proxy.New(proxy.Config{
-		Listen:           cfg.Listen,
-		Allow:            cfg.Allow,
-		QueryTimeout:     cfg.QueryTimeout,
-		TransferTimeout:  cfg.TransferTimeout,
-		TCPIdleTimeout:   cfg.Client.TCPIdleTimeout,
-		TCPMaxConns:      cfg.Client.TCPMaxConns,
-		TCPMaxInFlight:   cfg.Client.TCPMaxInflight,
-		UDPMaxInFlight:   cfg.Client.UDPMaxInflight,
-		UDPSockets:       cfg.Client.UDPSockets,
-		MaxInFlightBytes: int64(cfg.Client.MaxInflightMIB) << 20,
-		Resolver:         bal,
-		Observer:         metrics.Proxy(),
-		Logger:           log,
-	})
+	srv, err := proxy.New(cfg.proxyConfig(bal, metrics.Proxy(), log))
 	if err != nil {
 		return err
 	}

@@ -8,8 +8,8 @@ import (
 	"github.com/dotproxy/dotproxy/upstream"
 )
 
-// Defaults used for zero Config fields, and the values main should give the
-// matching DOTPROXY_* variables.
+// Defaults used for zero Config fields, which main also gives the settings
+// behind them.
 const (
 	DefaultPolicy          = LeastOutstanding
 	DefaultMaxRetries      = 2
@@ -34,40 +34,37 @@ const maxRetries = 16
 // Config configures a Balancer. The zero value is valid: it means the
 // default policy, no retry, no hedging and the default probe settings.
 type Config struct {
-	// Policy chooses the upstream for each query (DOTPROXY_POLICY). Empty
-	// means DefaultPolicy.
+	// Policy chooses the upstream for each query. Empty means
+	// DefaultPolicy.
 	Policy Policy
 	// MaxRetries is how many more attempts a query may make, each on a
-	// different upstream while there is one, after an attempt failed
-	// (DOTPROXY_MAX_RETRIES). Zero means no retry; at most 16. An attempt
-	// that more may follow gets an equal share of the time left to the
-	// query's deadline, but at least AttemptTimeout, so that a stalled upstream
-	// cannot use up the whole deadline while a slow name and the upstream's
-	// own recovery still get their time. The last gets all that is left.
+	// different upstream while there is one, after an attempt failed.
+	// Zero means no retry; at most 16. An attempt that more may follow
+	// gets an equal share of the time left to the query's deadline, but
+	// at least AttemptTimeout, so that a stalled upstream cannot use up
+	// the whole deadline while a slow name and the upstream's own recovery
+	// still get their time. The last gets all that is left.
 	MaxRetries int
 	// HedgeAfter is how long a query waits for its first attempt before a
 	// copy goes to a second upstream; the first answer wins, and the other
-	// attempt's answer is dropped when it comes (DOTPROXY_HEDGE_AFTER).
-	// Zero turns hedging off.
+	// attempt's answer is dropped when it comes. Zero turns hedging off.
 	HedgeAfter time.Duration
 
 	// ProbeName is the name queried, type NS, to probe an upstream that is
-	// down (DOTPROXY_PROBE_NAME). Any answer, whatever its rcode, brings
-	// the upstream back. Empty means DefaultProbeName, the root, which
-	// every recursive resolver answers from cache.
+	// down. Any answer, whatever its rcode, brings the upstream back.
+	// Empty means DefaultProbeName, the root, which every recursive
+	// resolver answers from cache.
 	ProbeName string
-	// ProbeTimeout bounds one probe (DOTPROXY_PROBE_TIMEOUT). Zero means
-	// DefaultProbeTimeout.
+	// ProbeTimeout bounds one probe. Zero means DefaultProbeTimeout.
 	ProbeTimeout time.Duration
 	// ProbeMaxBackoff caps the wait between two probes of an upstream that
-	// stays down (DOTPROXY_PROBE_MAX_BACKOFF). The wait starts at
-	// FirstBackoff and doubles after each failed probe. Zero means
-	// DefaultProbeMaxBackoff.
+	// stays down. The wait starts at FirstBackoff and doubles after each
+	// failed probe. Zero means DefaultProbeMaxBackoff.
 	ProbeMaxBackoff time.Duration
 	// ProbeResetAfter is how long an upstream must work without a failure
-	// after it came back before its backoff starts again from FirstBackoff
-	// (DOTPROXY_PROBE_RESET_AFTER); a failure sooner doubles the previous
-	// wait instead. Zero means DefaultProbeResetAfter.
+	// after it came back before its backoff starts again from
+	// FirstBackoff; a failure sooner doubles the previous wait instead.
+	// Zero means DefaultProbeResetAfter.
 	ProbeResetAfter time.Duration
 
 	// AttemptTimeout is the upstreams' attempt timeout (see

@@ -9,14 +9,6 @@ import (
 	"time"
 )
 
-// EnvAddr is the variable that New's errors still name for Addr: the last
-// variable name in emit, which otherwise names the fields of Config and
-// leaves their variables to main.
-//
-// Deprecated: New's errors are to name the Addr field, as Validate's do;
-// the constant goes once they do.
-const EnvAddr = "DOTPROXY_STATSD_ADDR"
-
 // Defaults filled in by [Config.Validate] and [New] for zero fields.
 const (
 	DefaultPrefix        = "dotproxy"

@@ -118,7 +118,7 @@ func (e *Emitter) dial(cfg Config) (client, error) {
 		}
 		s, err := newPlainSink(cfg.Addr, cfg.FlushInterval, e.errs.handle)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s=%q: %w", ErrConfig, EnvAddr, cfg.Addr, err)
+			return nil, fmt.Errorf("%w: Addr %q: %w", ErrConfig, cfg.Addr, err)
 		}
 		return s, nil
 	}
@@ -138,10 +138,10 @@ func (e *Emitter) dial(cfg Config) (client, error) {
 	case cfg.Addr == "" && err.Error() == ddNoAgent:
 		return nil, nil
 	case cfg.Addr == "":
-		return nil, fmt.Errorf("%w: %s is empty and the agent named by DD_AGENT_HOST or DD_DOGSTATSD_URL is unusable: %w",
-			ErrConfig, EnvAddr, err)
+		return nil, fmt.Errorf("%w: Addr is empty and the agent named by DD_AGENT_HOST or DD_DOGSTATSD_URL is unusable: %w",
+			ErrConfig, err)
 	default:
-		return nil, fmt.Errorf("%w: %s=%q: %w", ErrConfig, EnvAddr, cfg.Addr, err)
+		return nil, fmt.Errorf("%w: Addr %q: %w", ErrConfig, cfg.Addr, err)
 	}
 }
 

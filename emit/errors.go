@@ -4,7 +4,7 @@ import "errors"
 
 // ErrConfig is wrapped by every error that a bad [Config] causes, in
 // [Config.Validate], [New] and [Format.UnmarshalText]. The message names the
-// environment variable that holds the bad value.
+// field that holds the bad value; main names its variable.
 var ErrConfig = errors.New("emit: bad configuration")
 
 // errDropped is logged when the plain statsd writer drops datagrams because

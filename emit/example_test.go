@@ -11,7 +11,7 @@ import (
 // per upstream under the name the upstream reports, and Close at shutdown.
 func ExampleNew() {
 	// Plain statsd format with no address: metrics off, whatever DD_* say.
-	// main fills the Config from the DOTPROXY_STATSD_* variables instead.
+	// main fills the Config from its settings instead.
 	e, err := emit.New(emit.Config{Format: emit.StatsD})
 	if err != nil {
 		log.Fatal(err) // main exits with status 2 on errors.Is(err, emit.ErrConfig)

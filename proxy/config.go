@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"time"
@@ -72,7 +73,44 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// ErrInvalidConfig is wrapped by the errors of Config.Validate.
+var ErrInvalidConfig = errors.New("proxy: invalid config")
+
+// Validate reports the first field of c out of range, naming the field, in
+// an error that wraps ErrInvalidConfig. Zero fields are valid: they mean
+// their defaults. It does not look at Resolver, Observer and Logger.
+func (c *Config) Validate() error {
+	durations := []struct {
+		field string
+		v     time.Duration
+	}{
+		{"QueryTimeout", c.QueryTimeout}, {"TCPIdleTimeout", c.TCPIdleTimeout}, {"TransferTimeout", c.TransferTimeout},
+	}
+	for _, d := range durations {
+		if d.v < 0 {
+			return fmt.Errorf("%w: %s %v is negative", ErrInvalidConfig, d.field, d.v)
+		}
+	}
+	counts := []struct {
+		field string
+		v     int64
+	}{
+		{"TCPMaxConns", int64(c.TCPMaxConns)}, {"TCPMaxInFlight", int64(c.TCPMaxInFlight)},
+		{"UDPMaxInFlight", int64(c.UDPMaxInFlight)}, {"UDPSockets", int64(c.UDPSockets)},
+		{"MaxInFlightBytes", c.MaxInFlightBytes},
+	}
+	for _, n := range counts {
+		if n.v < 0 {
+			return fmt.Errorf("%w: %s %d is negative", ErrInvalidConfig, n.field, n.v)
+		}
+	}
+	return nil
+}
+
 func (c *Config) setDefaults() error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
 	if c.Resolver == nil {
 		return errors.New("proxy: no Resolver")
 	}

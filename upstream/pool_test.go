@@ -212,7 +212,10 @@ func TestLostQueryIsResent(t *testing.T) {
 			return dottest.DefaultHandler(q)
 		},
 	})
-	p, rec := newPool(t, srv, func(c *upstream.Config) { c.AttemptTimeout = 400 * time.Millisecond; c.MaxConns = 1 })
+	// An attempt timeout long enough that the busy loop below, on a loaded
+	// machine under the race detector, never leaves the connection with
+	// nothing read for half of it, which would retire it as silent.
+	p, rec := newPool(t, srv, func(c *upstream.Config) { c.AttemptTimeout = 2 * time.Second; c.MaxConns = 1 })
 	// Keep the connection busy, answering others, while the lost query
 	// waits: a probe would do the same.
 	stop := make(chan struct{})
