@@ -16,14 +16,15 @@ const MaxQuerySize = 4096
 
 // queryOverhead is what a query in flight holds besides its own bytes, as
 // charged to the memory budget: its copy rewritten for the upstream, the
-// call that tracks it, its timer, and the stack of a goroutine where one
-// waits for it. Measured in TestFloodKeepsMemoryBounded's small-query
-// flood, rounded up.
+// call that tracks it and its timer. Measured in
+// TestFloodKeepsMemoryBounded's small-query flood, rounded up.
 const queryOverhead = 8 << 10
 
-// tcpQueryExtra is charged on top for a TCP query, which parks a goroutine
-// of its own while it waits, where a UDP query mostly does not: measured in
-// TestFloodKeepsMemoryBounded's phase of largest queries over TCP.
+// tcpQueryExtra is charged on top for a TCP query: its frame buffer, and its
+// reply, which may wait in its connection's queue while the client is slow
+// to read. It was measured, when each TCP query also parked a goroutine, in
+// TestFloodKeepsMemoryBounded's phase of largest queries over TCP; it is
+// kept, since the bound it gives still holds.
 const tcpQueryExtra = 8 << 10
 
 // tcpReadBuffer is a client TCP connection's read buffer: room for any
