@@ -148,7 +148,7 @@ func (a *attempt) ExchangeDone(answer []byte, err error) {
 	case r.finished:
 		// A hedge's twin, ending after the answer went out.
 	case err == nil:
-		r.finishLocked(answer, h.obs, nil)
+		r.unlockAndFinish(answer, h.obs, nil)
 		return
 	case r.retries < b.cfg.MaxRetries && time.Now().Before(r.deadline):
 		r.retries++
@@ -159,7 +159,7 @@ func (a *attempt) ExchangeDone(answer []byte, err error) {
 		return
 	case r.pending == 0 || r.pending == 1 && r.hedgeArmed:
 		// Nothing else is out to answer: this error is the query's.
-		r.finishLocked(nil, nil, err)
+		r.unlockAndFinish(nil, nil, err)
 		return
 	}
 	r.unlockAndRecycle()
@@ -189,9 +189,9 @@ func (r *run) onHedge() {
 	a.send(false)
 }
 
-// finishLocked tells the Finisher, once r.mu is let go, and recycles r if
-// nothing of it is still out. r.mu must be held; it is released.
-func (r *run) finishLocked(answer []byte, from fmt.Stringer, err error) {
+// unlockAndFinish lets r.mu go, which the caller holds, tells the Finisher,
+// and recycles r if nothing of it is still out.
+func (r *run) unlockAndFinish(answer []byte, from fmt.Stringer, err error) {
 	r.finished = true
 	if r.hedgeArmed && r.hedge.Stop() {
 		r.hedgeArmed = false

@@ -88,8 +88,9 @@ func (c *conn) idleLimit(tick time.Duration) time.Duration {
 	return max(time.Duration(ka)*3/4-tick, 0)
 }
 
-// start runs the reader. The caller holds p.mu.
-func (c *conn) start() {
+// startLocked runs the reader. The caller holds p.mu, under which the
+// connection joined the pool.
+func (c *conn) startLocked() {
 	c.p.wg.Add(1)
 	go c.readLoop()
 }

@@ -422,7 +422,7 @@ func (p *Pool) dialLocked() {
 		}
 		if err == nil {
 			p.conns = append(p.conns, c)
-			c.start()
+			c.startLocked()
 			p.failures = 0
 			handed = p.handSlotsLocked()
 		} else {
