@@ -114,20 +114,11 @@ func TestBadSettingStopsStartup(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.key+"="+tt.value, func(t *testing.T) {
-			cmd := command(map[string]string{tt.key: tt.value, "DOTPROXY_LISTEN": "127.0.0.1:0"})
+			env := map[string]string{tt.key: tt.value, "DOTPROXY_LISTEN": "127.0.0.1:0"}
 			if tt.key == "DOTPROXY_LISTEN" {
-				cmd = command(map[string]string{tt.key: tt.value})
+				env = map[string]string{tt.key: tt.value}
 			}
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			err := cmd.Run()
-			if code := cmd.ProcessState.ExitCode(); code != 2 {
-				t.Fatalf("exit %d (%v), want 2; stderr: %s", code, err, stderr.String())
-			}
-			out := strings.TrimSpace(stderr.String())
-			if strings.Count(out, "\n") != 0 {
-				t.Fatalf("want one line, got:\n%s", out)
-			}
+			out := startupRefusal(t, env)
 			if !strings.Contains(out, tt.key) {
 				t.Fatalf("%q does not name %s", out, tt.key)
 			}
@@ -162,17 +153,7 @@ func TestContradictorySettingsStopStartup(t *testing.T) {
 			for k, v := range tt.env {
 				env[k] = v
 			}
-			cmd := command(env)
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			err := cmd.Run()
-			if code := cmd.ProcessState.ExitCode(); code != 2 {
-				t.Fatalf("exit %d (%v), want 2; stderr: %s", code, err, stderr.String())
-			}
-			out := strings.TrimSpace(stderr.String())
-			if strings.Count(out, "\n") != 0 {
-				t.Fatalf("want one line, got:\n%s", out)
-			}
+			out := startupRefusal(t, env)
 			for _, name := range tt.names {
 				if !strings.Contains(out, name) {
 					t.Fatalf("%q does not name %s", out, name)
@@ -180,6 +161,24 @@ func TestContradictorySettingsStopStartup(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startupRefusal runs dotproxy with env, which it must refuse: it checks
+// that the exit status is 2 and that stderr holds one line, and returns it.
+func startupRefusal(t *testing.T, env map[string]string) string {
+	t.Helper()
+	cmd := command(env)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if code := cmd.ProcessState.ExitCode(); code != 2 {
+		t.Fatalf("exit %d (%v), want 2; stderr: %s", code, err, stderr.String())
+	}
+	out := strings.TrimSpace(stderr.String())
+	if strings.Count(out, "\n") != 0 {
+		t.Fatalf("want one line, got:\n%s", out)
+	}
+	return out
 }
 
 // proxyProcess is a running dotproxy.
