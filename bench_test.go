@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -118,6 +119,66 @@ func benchProxyParallel(b *testing.B, extra map[string]string) {
 		u := newUDPClient(b, addr)
 		for pb.Next() {
 			if err := u.exchange(); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// tcpClient sends one framed query at a time on its own TCP connection and
+// waits for its answer.
+type tcpClient struct {
+	c     net.Conn
+	frame []byte
+	ans   []byte
+}
+
+func newTCPClient(b *testing.B, addr string) *tcpClient {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	q, err := dnsmsg.NewQuery(0x1234, "bench.example", 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	frame := append([]byte{byte(len(q) >> 8), byte(len(q))}, q...)
+	return &tcpClient{c: c, frame: frame, ans: make([]byte, 4096)}
+}
+
+func (t *tcpClient) exchange() error {
+	if _, err := t.c.Write(t.frame); err != nil {
+		return err
+	}
+	if _, err := io.ReadFull(t.c, t.ans[:2]); err != nil {
+		return err
+	}
+	n := int(t.ans[0])<<8 | int(t.ans[1])
+	if _, err := io.ReadFull(t.c, t.ans[:n]); err != nil {
+		return err
+	}
+	if n < dnsmsg.HeaderLen || dnsmsg.ID(t.ans) != 0x1234 || dnsmsg.Rcode(t.ans) != 0 {
+		return fmt.Errorf("bad answer %x", t.ans[:n])
+	}
+	return nil
+}
+
+// BenchmarkProxyTCP is BenchmarkProxyUDP with TCP clients: 32 connections
+// per core, each with one query outstanding, on connections kept open.
+func BenchmarkProxyTCP(b *testing.B) {
+	addr, _ := startBenchProxy(b, nil)
+	if err := newTCPClient(b, addr).exchange(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetParallelism(32)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		c := newTCPClient(b, addr)
+		for pb.Next() {
+			if err := c.exchange(); err != nil {
 				b.Error(err)
 				return
 			}
