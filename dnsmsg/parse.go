@@ -2,10 +2,7 @@ package dnsmsg
 
 import "encoding/binary"
 
-const (
-	typeOPT    = 41
-	maxPointer = 0xC0
-)
+const typeOPT = 41
 
 // Query is what the proxy needs to know about a client's query. It refers to
 // the bytes it was parsed from and must not outlive them.
@@ -57,7 +54,7 @@ func ParseQuery(msg []byte) (Query, error) {
 	switch qd {
 	case 0:
 	case 1:
-		end, ok := skipQuestion(msg, off, false)
+		end, ok := skipQuestion(msg, off, noPointer)
 		if !ok {
 			return q, ErrMalformed
 		}
@@ -102,7 +99,7 @@ func FindOPT(msg []byte) (start, end int, ok bool) {
 	ar := int(binary.BigEndian.Uint16(msg[10:]))
 	off := HeaderLen
 	for i := 0; i < qd; i++ {
-		if off, ok = skipQuestion(msg, off, true); !ok {
+		if off, ok = skipQuestion(msg, off, endAtPointer); !ok {
 			return 0, 0, false
 		}
 	}
@@ -123,47 +120,20 @@ func FindOPT(msg []byte) (start, end int, ok bool) {
 	return 0, 0, false
 }
 
-// skipName returns the offset just past the domain name at off. A
-// compression pointer ends the name; pointers are allowed only where
-// allowPointer is set, and their targets are not followed because nothing
-// here needs the name's text.
-func skipName(msg []byte, off int, allowPointer bool) (int, bool) {
-	total := 0
-	for {
-		if off >= len(msg) {
-			return 0, false
-		}
-		l := int(msg[off])
-		switch {
-		case l == 0:
-			return off + 1, true
-		case l&maxPointer == maxPointer:
-			if !allowPointer || off+2 > len(msg) {
-				return 0, false
-			}
-			return off + 2, true
-		case l&maxPointer != 0:
-			return 0, false // 0x40 and 0x80 label types are obsolete
-		}
-		total += l + 1
-		if total > 254 {
-			return 0, false // names are at most 255 octets (RFC 1035 §2.3.4)
-		}
-		off += l + 1
-	}
-}
-
-func skipQuestion(msg []byte, off int, allowPointer bool) (int, bool) {
-	end, ok := skipName(msg, off, allowPointer)
+// skipQuestion returns the offset just past the question at off, whose name
+// is read under rule: noPointer or endAtPointer.
+func skipQuestion(msg []byte, off int, rule pointerRule) (int, bool) {
+	end, _, ok := skipName(msg, off, rule)
 	if !ok || end+4 > len(msg) {
 		return 0, false
 	}
 	return end + 4, true
 }
 
-// skipRR returns the offset just past the resource record at off.
+// skipRR returns the offset just past the resource record at off; a
+// compression pointer ends its owner name unread.
 func skipRR(msg []byte, off int) (int, bool) {
-	end, ok := skipName(msg, off, true)
+	end, _, ok := skipName(msg, off, endAtPointer)
 	if !ok || end+10 > len(msg) {
 		return 0, false
 	}

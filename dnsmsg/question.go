@@ -15,14 +15,14 @@ func QuestionString(question []byte) string {
 		return ""
 	}
 	var b strings.Builder
-	off := 0
-	for off < len(question)-4 {
-		l := int(question[off])
-		off++
-		if l == 0 || off+l > len(question)-4 {
+	name, pos := question[:len(question)-4], namePos{}
+	for {
+		label, next, _, ok := readLabels(name, pos, noPointer, true)
+		if !ok || len(label) == 0 {
 			break
 		}
-		for _, c := range question[off : off+l] {
+		pos = next
+		for _, c := range label {
 			switch {
 			case c == '.' || c == '\\':
 				b.WriteByte('\\')
@@ -35,7 +35,6 @@ func QuestionString(question []byte) string {
 			}
 		}
 		b.WriteByte('.')
-		off += l
 	}
 	if b.Len() == 0 {
 		b.WriteByte('.')
@@ -52,7 +51,7 @@ func FirstQuestion(msg []byte) []byte {
 	if len(msg) < HeaderLen || binary.BigEndian.Uint16(msg[4:]) == 0 {
 		return nil
 	}
-	end, ok := skipQuestion(msg, HeaderLen, false)
+	end, ok := skipQuestion(msg, HeaderLen, noPointer)
 	if !ok {
 		return nil
 	}

@@ -24,9 +24,6 @@ const (
 const (
 	// maxMsgLen is the largest message a TCP length prefix can frame.
 	maxMsgLen = 65535
-	// maxPointers is how many compression pointers one name may chain: as
-	// many as a 255-octet name can hold, the limit miekg/dns applies too.
-	maxPointers = 126
 	// optionHeaderLen is an option's code and length fields.
 	optionHeaderLen = 4
 )
@@ -308,66 +305,13 @@ type walker struct {
 	reach int
 }
 
-// name returns the offset just past the name at off, following any
-// compression pointer it ends in.
+// name returns the offset just past the name at off, following its
+// compression pointers, each of which must lead backwards and past the
+// header, and extends w.reach to the last byte they lead to.
 func (w *walker) name(off int) (int, bool) {
-	total := 0
-	for {
-		if off >= len(w.msg) {
-			return 0, false
-		}
-		l := int(w.msg[off])
-		switch {
-		case l == 0:
-			return off + 1, true
-		case l&maxPointer == maxPointer:
-			if off+2 > len(w.msg) || !w.follow(off) {
-				return 0, false
-			}
-			return off + 2, true
-		case l&maxPointer != 0:
-			return 0, false
-		}
-		total += l + 1
-		if total > 254 {
-			return 0, false
-		}
-		off += l + 1
-	}
-}
-
-// follow reads the name that the pointer at p leads to, through any further
-// pointers, each of which must lead backwards and past the header, and
-// extends w.reach to the last byte read.
-func (w *walker) follow(p int) bool {
-	total := 0
-	for hops := 0; hops < maxPointers; hops++ {
-		t := int(binary.BigEndian.Uint16(w.msg[p:]) &^ (maxPointer << 8))
-		if t < HeaderLen || t >= p {
-			return false
-		}
-		for off := t; ; {
-			l := int(w.msg[off]) // off < p: in bounds
-			if l == 0 {
-				w.reach = max(w.reach, off+1)
-				return true
-			}
-			if l&maxPointer == maxPointer {
-				if off+2 > len(w.msg) {
-					return false
-				}
-				w.reach = max(w.reach, off+2)
-				p = off
-				break
-			}
-			total += l + 1
-			if l&maxPointer != 0 || total > 254 || off+l+1 >= len(w.msg) {
-				return false
-			}
-			off += l + 1
-		}
-	}
-	return false
+	end, reach, ok := skipName(w.msg, off, followBackwards)
+	w.reach = max(w.reach, reach)
+	return end, ok
 }
 
 // rdata walks the names in the RDATA at msg[start:end] of the types whose

@@ -66,7 +66,7 @@ func (t *TransferEnd) Next(msg []byte) (last bool, err error) {
 	off := HeaderLen
 	for range qd {
 		var ok bool
-		if off, ok = skipQuestion(msg, off, true); !ok {
+		if off, ok = skipQuestion(msg, off, endAtPointer); !ok {
 			return false, ErrMalformed
 		}
 	}
@@ -103,7 +103,7 @@ func (t *TransferEnd) Next(msg []byte) (last bool, err error) {
 // soaSerial walks the record at off and returns its type, its serial if it
 // is an SOA, and the offset past it.
 func soaSerial(msg []byte, off int) (typ uint16, serial uint32, end int, ok bool) {
-	nameEnd, ok := skipName(msg, off, true)
+	nameEnd, _, ok := skipName(msg, off, endAtPointer)
 	if !ok || nameEnd+10 > len(msg) {
 		return 0, 0, 0, false
 	}
@@ -116,9 +116,9 @@ func soaSerial(msg []byte, off int) (typ uint16, serial uint32, end int, ok bool
 	if typ != TypeSOA {
 		return typ, 0, end, true
 	}
-	p, ok := skipName(msg[:end], rd, true) // MNAME
+	p, _, ok := skipName(msg[:end], rd, endAtPointer) // MNAME
 	if ok {
-		p, ok = skipName(msg[:end], p, true) // RNAME
+		p, _, ok = skipName(msg[:end], p, endAtPointer) // RNAME
 	}
 	if !ok || p+4 > end {
 		return 0, 0, 0, false

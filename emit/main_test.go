@@ -6,6 +6,4 @@ import (
 	"github.com/dotproxy/dotproxy/internal/leakcheck"
 )
 
-func TestMain(m *testing.M) {
-	leakcheck.Main(m, "github.com/dotproxy/dotproxy/emit", "github.com/dotproxy/dotproxy/internal/dottest")
-}
+func TestMain(m *testing.M) { leakcheck.Main(m) }
