@@ -33,6 +33,13 @@ type replyWriter struct {
 
 var errWriterClosed = errors.New("proxy: client connection closed")
 
+// maxQueuedReplies is how many bytes of replies may wait for a client before
+// its connection's reader stops reading queries: a client that sends and
+// never reads would otherwise have the proxy hold every answer it asked
+// for. A query's slot is freed once its reply is queued, so this, not
+// DOTPROXY_CLIENT_TCP_MAX_INFLIGHT, is what bounds those replies.
+const maxQueuedReplies = 16 << 10
+
 func newReplyWriter(c net.Conn, timeout time.Duration) *replyWriter {
 	w := &replyWriter{c: c, timeout: timeout}
 	w.written.L = &w.mu
@@ -92,9 +99,28 @@ func (w *replyWriter) drain() {
 			w.err = err
 			w.c.Close()
 		}
+		w.written.Broadcast() // room, for waitRoom
 	}
 	w.writing = false
 	w.written.Broadcast()
+}
+
+// hasRoomLocked reports whether the replies waiting for the client leave
+// room for more queries to be read. w.mu must be held.
+func (w *replyWriter) hasRoomLocked() bool {
+	return len(w.queued) <= maxQueuedReplies || w.err != nil
+}
+
+// waitRoom waits until the replies waiting for the client are few enough
+// that another query may be read (see maxQueuedReplies), and returns the
+// error that broke the connection, if one did.
+func (w *replyWriter) waitRoom() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for !w.hasRoomLocked() {
+		w.written.Wait()
+	}
+	return w.err
 }
 
 // waitWritten waits until every reply queued so far has left, and returns

@@ -84,6 +84,9 @@ func (s *Server) serveTCPConn(c net.Conn) {
 
 	r := bufio.NewReaderSize(c, tcpReadBuffer)
 	for {
+		if err := w.waitRoom(); err != nil {
+			return // the client took no reply for TCPIdleTimeout: gone
+		}
 		if err := c.SetReadDeadline(time.Now().Add(s.cfg.TCPIdleTimeout)); err != nil {
 			return
 		}
