@@ -97,7 +97,10 @@ func TestSlowAnswerIsNotFailure(t *testing.T) {
 func TestBrokenConnectionFailsOver(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fakes := testPool(3)
-		fakes[0].set(silentFor(1500 * time.Millisecond))
+		// The pool retires a silent connection at half an attempt timeout;
+		// at a whole one, the silence would tie with the attempt's own
+		// deadline on the fake clock, and either could end the attempt.
+		fakes[0].set(silentFor(750 * time.Millisecond))
 		obs := newRecorder()
 		b := newTestBalancer(t, fakes, Config{Policy: Failover, MaxRetries: 2}, obs)
 		_, up, err := b.Resolve(testQuery, time.Now().Add(4*time.Second))
