@@ -7,6 +7,7 @@ package proxy_test
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -81,5 +82,49 @@ func TestUDPAllocations(t *testing.T) {
 				t.Errorf("%s: %v allocations per query", listen, n)
 			}
 		}
+	}
+}
+
+// TestTCPAllocations pins the proxy's cost per query on an open client TCP
+// connection in steady state, as TestUDPAllocations does for datagrams:
+// the query, its buffer and the reply's frame are reused.
+func TestTCPAllocations(t *testing.T) {
+	q := msg("alloc.example", dns.TypeA, 7)
+	a := new(dns.Msg)
+	a.SetReply(q)
+	ans, err := a.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, addr, _ := start(t, fixedAnswer(ans), func(c *proxy.Config) { c.Observer = proxy.NopObserver{} })
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	wire, err := q.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := append([]byte{byte(len(wire) >> 8), byte(len(wire))}, wire...)
+	buf := make([]byte, 512)
+	exchange := func() {
+		if _, err := c.Write(frame); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.ReadFull(c, buf[:2]); err != nil {
+			t.Fatal(err)
+		}
+		n := int(buf[0])<<8 | int(buf[1])
+		if _, err := io.ReadFull(c, buf[:n]); err != nil || dnsmsg.ID(buf[:n]) != 7 {
+			t.Fatalf("reply %x, %v", buf[:n], err)
+		}
+	}
+	for range 100 { // the buffers exist by now
+		exchange()
+	}
+	if n := testing.AllocsPerRun(1000, exchange); n != 0 {
+		t.Errorf("%v allocations per TCP query", n)
 	}
 }

@@ -98,7 +98,7 @@ func FuzzReadQueryFrame(f *testing.F) {
 	f.Fuzz(func(t *testing.T, stream []byte) {
 		r := bufio.NewReader(bytes.NewReader(stream))
 		for range 100 {
-			msg, err := readQueryFrame(r)
+			msg, err := readQueryFrame(r, nil)
 			if err != nil {
 				return
 			}

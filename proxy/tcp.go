@@ -2,12 +2,12 @@ package proxy
 
 import (
 	"bufio"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -90,26 +90,34 @@ func (s *Server) serveTCPConn(c net.Conn) {
 		if err := c.SetReadDeadline(time.Now().Add(s.cfg.TCPIdleTimeout)); err != nil {
 			return
 		}
-		msg, err := readQueryFrame(r)
+		q := tcpQueries.Get().(*tcpQuery)
+		msg, err := readQueryFrame(r, q.msg)
 		arrived := time.Now()
+		if msg != nil {
+			q.msg = msg // the buffer, grown or not, stays with q
+		}
 		switch {
 		case errors.Is(err, errBadFrame):
+			putTCPQuery(q)
 			s.obs.Dropped(TCP, DropBadFrame)
 			return
 		case errors.Is(err, errTooLarge):
 			// msg is the header alone: enough for a reply that says so.
 			w.send(s.refuse(client, msg, dnsmsg.RcodeFormErr, arrived))
+			putTCPQuery(q)
 			continue
 		case err != nil:
+			putTCPQuery(q)
 			return // EOF, idle timeout or shutdown
 		case !s.mem.take(len(msg) + tcpQueryExtra):
 			s.obs.Dropped(TCP, DropOverload)
 			w.send(s.refuse(client, msg, dnsmsg.RcodeRefused, arrived))
+			putTCPQuery(q)
 			continue
 		}
 		slots <- struct{}{}
 		queries.Add(1)
-		q := &tcpQuery{s: s, w: w, client: client, msg: msg, arrived: arrived, slots: slots, queries: &queries}
+		q.s, q.w, q.client, q.arrived, q.slots, q.queries = s, w, client, arrived, slots, &queries
 		s.startTCP(q)
 	}
 }
@@ -161,11 +169,26 @@ func (q *tcpQuery) Resolved(answer []byte, from fmt.Stringer, err error) {
 }
 
 // release ends q's stay in the server: its slot, its charge on the memory
-// budget, its count among its connection's queries.
+// budget, its count among its connection's queries, its buffer.
 func (q *tcpQuery) release() {
 	q.s.mem.give(len(q.msg) + tcpQueryExtra)
 	<-q.slots
 	q.queries.Done()
+	putTCPQuery(q)
+}
+
+// tcpQueries holds TCP queries and their buffers for reuse, as udpQueries
+// does for datagrams.
+var tcpQueries = sync.Pool{New: func() any { return &tcpQuery{msg: make([]byte, 0, queryCap)} }}
+
+// putTCPQuery recycles q, unless a large query grew its buffer past the
+// usual size, so that a burst of large queries leaves nothing behind.
+func putTCPQuery(q *tcpQuery) {
+	msg := q.msg
+	*q = tcpQuery{msg: msg[:0]}
+	if cap(msg) <= queryCap {
+		tcpQueries.Put(q)
+	}
 }
 
 // transfer passes a zone transfer on, on an upstream connection of its own,
@@ -239,23 +262,30 @@ var (
 	errTooLarge         = errors.New("proxy: query larger than MaxQuerySize")
 )
 
-// readQueryFrame reads one length-prefixed message (RFC 1035 §4.2.2). A
-// length too small for a DNS header is a broken stream. A message over
-// MaxQuerySize is read off the stream without being kept, and only its
-// header is returned, with errTooLarge.
-func readQueryFrame(r *bufio.Reader) ([]byte, error) {
-	var hdr [2]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+// readQueryFrame reads one length-prefixed message (RFC 1035 §4.2.2) into
+// dst, grown if it is too small, and returns it. A length too small for a
+// DNS header is a broken stream. A message over MaxQuerySize is read off
+// the stream without being kept, and only its header is returned, with
+// errTooLarge. The length is read byte by byte: an array handed to
+// io.ReadFull would escape and cost an allocation per query.
+func readQueryFrame(r *bufio.Reader, dst []byte) ([]byte, error) {
+	hi, err := r.ReadByte()
+	if err != nil {
 		return nil, err
 	}
-	n := int(binary.BigEndian.Uint16(hdr[:]))
+	lo, err := r.ReadByte()
+	if err != nil {
+		return nil, err
+	}
+	n := int(hi)<<8 | int(lo)
 	if n < dnsmsg.HeaderLen {
 		return nil, errBadFrame
 	}
-	msg := make([]byte, min(n, MaxQuerySize))
+	keep := min(n, MaxQuerySize)
 	if n > MaxQuerySize {
-		msg = msg[:dnsmsg.HeaderLen]
+		keep = dnsmsg.HeaderLen
 	}
+	msg := slices.Grow(dst[:0], keep)[:keep]
 	if _, err := io.ReadFull(r, msg); err != nil {
 		return nil, err
 	}
