@@ -77,8 +77,12 @@ type udpClient struct {
 	ans []byte
 }
 
-func newUDPClient(b *testing.B, addr string) *udpClient {
-	c, err := net.Dial("udp", addr)
+func newUDPClient(b *testing.B, addr string) *udpClient { return dialBench(b, "udp", addr) }
+
+// dialBench connects to addr over network, closed when the benchmark ends,
+// with the query the benchmarks send (ID 0x1234) and room for an answer.
+func dialBench(b *testing.B, network, addr string) *udpClient {
+	c, err := net.Dial(network, addr)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -135,17 +139,9 @@ type tcpClient struct {
 }
 
 func newTCPClient(b *testing.B, addr string) *tcpClient {
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { c.Close() })
-	q, err := dnsmsg.NewQuery(0x1234, "bench.example", 1)
-	if err != nil {
-		b.Fatal(err)
-	}
-	frame := append([]byte{byte(len(q) >> 8), byte(len(q))}, q...)
-	return &tcpClient{c: c, frame: frame, ans: make([]byte, 4096)}
+	u := dialBench(b, "tcp", addr)
+	frame := append([]byte{byte(len(u.q) >> 8), byte(len(u.q))}, u.q...)
+	return &tcpClient{c: u.c, frame: frame, ans: u.ans}
 }
 
 func (t *tcpClient) exchange() error {

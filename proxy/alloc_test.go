@@ -38,20 +38,32 @@ func (a fixedAnswer) StartHeld(q []byte, deadline time.Time, fin proxy.Finisher)
 
 func (fixedAnswer) Flush() {}
 
+// allocQuery returns the query the allocation tests send, ID 7, and a
+// resolver that answers it.
+func allocQuery(t *testing.T) ([]byte, fixedAnswer) {
+	t.Helper()
+	q := msg("alloc.example", dns.TypeA, 7)
+	a := new(dns.Msg)
+	a.SetReply(q)
+	ans, err := a.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wire, err := q.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wire, fixedAnswer(ans)
+}
+
 // TestUDPAllocations pins the proxy's cost per UDP query in steady state: no
-// allocation at all, from the datagram read to the reply written (workers
-// and query buffers are reused), the resolver's answer aside.
+// allocation at all, from the datagram read to the reply written (query
+// buffers are reused), the resolver's answer aside.
 func TestUDPAllocations(t *testing.T) {
 	{
 		for _, listen := range []string{"127.0.0.1:0", "0.0.0.0:0"} { // a wildcard reads the destination too
-			q := msg("alloc.example", dns.TypeA, 7)
-			a := new(dns.Msg)
-			a.SetReply(q)
-			ans, err := a.Pack()
-			if err != nil {
-				t.Fatal(err)
-			}
-			s, _, _ := start(t, fixedAnswer(ans), func(c *proxy.Config) {
+			wire, ans := allocQuery(t)
+			s, _, _ := start(t, ans, func(c *proxy.Config) {
 				c.Listen = []string{listen}
 				c.Observer = proxy.NopObserver{}
 			})
@@ -61,10 +73,6 @@ func TestUDPAllocations(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			wire, err := q.Pack()
-			if err != nil {
-				t.Fatal(err)
-			}
 			buf := make([]byte, 512)
 			exchange := func() {
 				if _, err := c.Write(wire); err != nil {
@@ -89,23 +97,13 @@ func TestUDPAllocations(t *testing.T) {
 // connection in steady state, as TestUDPAllocations does for datagrams:
 // the query, its buffer and the reply's frame are reused.
 func TestTCPAllocations(t *testing.T) {
-	q := msg("alloc.example", dns.TypeA, 7)
-	a := new(dns.Msg)
-	a.SetReply(q)
-	ans, err := a.Pack()
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, addr, _ := start(t, fixedAnswer(ans), func(c *proxy.Config) { c.Observer = proxy.NopObserver{} })
+	wire, ans := allocQuery(t)
+	_, addr, _ := start(t, ans, func(c *proxy.Config) { c.Observer = proxy.NopObserver{} })
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	wire, err := q.Pack()
-	if err != nil {
-		t.Fatal(err)
-	}
 	frame := append([]byte{byte(len(wire) >> 8), byte(len(wire))}, wire...)
 	buf := make([]byte, 512)
 	exchange := func() {
