@@ -9,7 +9,20 @@ import (
 	"time"
 )
 
-func TestMain(m *testing.M) { Main(m) }
+// TestMain is Main, as in every package. In a copy of this test binary
+// that TestMainFailsOnALeak starts, it first leaves a goroutine behind for
+// Main to find, or one that stops just after the tests.
+func TestMain(m *testing.M) {
+	stop, done := make(chan struct{}), make(chan struct{})
+	switch os.Getenv(childEnv) {
+	case "leak":
+		go parked(stop, done)
+	case "late":
+		go parked(stop, done)
+		time.AfterFunc(200*time.Millisecond, func() { close(stop) })
+	}
+	Main(m)
+}
 
 func TestModulePath(t *testing.T) {
 	bi, ok := debug.ReadBuildInfo()
@@ -69,32 +82,16 @@ func TestWaitFindsALeak(t *testing.T) {
 	}
 }
 
-// childEnv makes TestChild, run in a copy of this test binary, leave a
-// goroutine behind for Main to find, or stop one just after it returns.
+// childEnv makes a copy of this test binary leave a goroutine behind, or
+// stop one just after its tests (see TestMain).
 const childEnv = "LEAKCHECK_TEST_CHILD"
-
-func TestChild(t *testing.T) {
-	stop, done := make(chan struct{}), make(chan struct{})
-	switch os.Getenv(childEnv) {
-	case "leak":
-		go parked(stop, done)
-	case "late":
-		go parked(stop, done)
-		time.AfterFunc(200*time.Millisecond, func() { close(stop) })
-	default:
-		t.Skip("run by TestMainFailsOnALeak")
-	}
-}
 
 // TestMainFailsOnALeak runs this test binary's Main the way every package
 // does, once with a goroutine left running and once with one that ends a
 // little after the tests.
 func TestMainFailsOnALeak(t *testing.T) {
-	if testing.Short() {
-		t.Skip("waits out Main's bound")
-	}
 	run := func(mode string) (string, error) {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestChild$", "-test.count=1")
+		cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.count=1")
 		cmd.Env = append(os.Environ(), childEnv+"="+mode)
 		out, err := cmd.CombinedOutput()
 		return string(out), err
