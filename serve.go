@@ -20,11 +20,11 @@ import (
 // The layers fit together as serve wires them; a signature that drifts
 // fails the build here rather than losing a path at run time.
 var (
-	_ balance.Upstream    = (*upstream.Pool)(nil)
-	_ balance.Transferrer = (*upstream.Pool)(nil)
-	_ balance.Observer    = (*emit.UpstreamMetrics)(nil)
-	_ upstream.Observer   = (*emit.UpstreamMetrics)(nil)
-	_ proxy.Resolver      = (*balance.Balancer)(nil)
+	_ balance.Upstream   = (*upstream.Pool)(nil)
+	_ balance.Transferer = (*upstream.Pool)(nil)
+	_ balance.Observer   = (*emit.UpstreamMetrics)(nil)
+	_ upstream.Observer  = (*emit.UpstreamMetrics)(nil)
+	_ proxy.Resolver     = (*balance.Balancer)(nil)
 	// Zone transfers over TCP pass through whole only if the balancer
 	// can pass them on; without it they get NOTIMP.
 	_ proxy.Transferer = (*balance.Balancer)(nil)
@@ -42,7 +42,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, hup <-chan os.Sig
 	if err != nil {
 		// The settings were checked already, so this is the statsd host
 		// not resolving now. Metrics must never stop DNS: serve without.
-		log.Warn("metrics are off", "setting", envPrefix+"_STATSD_ADDR", tint.Err(err))
+		log.Warn("metrics are off", "setting", env("STATSD_ADDR"), tint.Err(err))
 		if metrics, err = emit.New(emit.Config{Format: emit.StatsD}); err != nil {
 			return err
 		}

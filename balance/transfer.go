@@ -6,9 +6,9 @@ import (
 	"time"
 )
 
-// Transferrer is an Upstream that can pass a zone transfer on, on a
+// Transferer is an Upstream that can pass a zone transfer on, on a
 // connection of its own. *upstream.Pool implements it; main asserts so.
-type Transferrer interface {
+type Transferer interface {
 	Transfer(query []byte, deadline time.Time, idle time.Duration, each func(msg []byte) error) (passed bool, err error)
 }
 
@@ -30,7 +30,7 @@ func (b *Balancer) Transfer(query []byte, deadline time.Time, idle time.Duration
 	err := errDeadline
 	for n := 0; n <= b.cfg.MaxRetries && time.Now().Before(deadline); n++ {
 		h := b.choose(&tried)
-		t, ok := h.up.(Transferrer)
+		t, ok := h.up.(Transferer)
 		if !ok {
 			return nil, fmt.Errorf("%s: %w", h.obs, errNoTransfer)
 		}

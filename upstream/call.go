@@ -45,7 +45,9 @@ type call struct {
 	attempt  int // the connections tried before this one
 
 	// c is the connection whose slot the call holds; nil while it waits
-	// for one. Set under p.mu when a slot is handed over, then only read.
+	// for one. Set when the slot is reserved (under p.mu when it is handed
+	// over from the line) and before the timer is armed for the write, then
+	// only read.
 	c      *conn
 	sentAt int64 // c.now() as the query was queued for writing
 
