@@ -170,8 +170,11 @@ e2e_check "dotproxy (defaults) answers as the resolver does" \
 	-refused "127.0.0.1:$REFUSED_PORT" -dead "127.0.0.1:$DEAD_PORT"
 
 # With padding switched off the answers must be the same. The variable only
-# exists once dotproxy pads (it rejects unknown DOTPROXY_ variables).
-if "$BIN" -h 2>&1 | grep -q DOTPROXY_PADDING; then
+# exists once dotproxy pads (it rejects unknown DOTPROXY_ variables). -h is
+# read whole first: grep -q would stop reading at the match, and under
+# pipefail the SIGPIPE that dotproxy then gets would skip this run.
+usage=$("$BIN" -h 2>&1)
+if grep -q DOTPROXY_PADDING <<<"$usage"; then
 	NOPAD_PORT=$(e2e_free_port)
 	start_proxy nopad "$NOPAD_PORT" DOTPROXY_UPSTREAMS="$UPSTREAM" DOTPROXY_PADDING=off
 	e2e_check "dotproxy with DOTPROXY_PADDING=off answers as the resolver does" \
