@@ -23,13 +23,14 @@ import (
 // alone when the variable is unset. A {name} in a description is a bound
 // that -h fills in from the constant of that name.
 type config struct {
-	Upstreams       upstreamList       `split_words:"true" desc:"resolvers to forward to: comma-separated host[:port][#tls-name]; port 853 if omitted; IPv6 as [addr]:port. Without #tls-name the certificate must be valid for the host (IP SAN for an address)"`
-	Bootstrap       upstream.Bootstrap `desc:"plain-DNS resolvers (comma-separated ip or ip:port, port 53 if omitted) used only to resolve upstream host names, instead of the system resolver; set it when the system resolver is dotproxy itself"`
-	Listen          listenList         `split_words:"true" desc:"comma-separated host:port addresses, each served on UDP and TCP; an empty host means every address"`
-	Allow           prefixList         `split_words:"true" desc:"client networks (CIDRs or single addresses) that may query; others get REFUSED. 0.0.0.0/0,::/0 allows everyone"`
-	QueryTimeout    time.Duration      `split_words:"true" desc:"total time a query may take, retries included; the client then gets SERVFAIL. Below the 5 s that stub resolvers wait, so they see an answer rather than a timeout"`
-	TransferTimeout time.Duration      `split_words:"true" desc:"longest a zone transfer (AXFR, IXFR over TCP) may take from its query to its last message; each message must also arrive within DOTPROXY_QUERY_TIMEOUT of the one before"`
-	Padding         dnsmsg.Padding     `default:"block" desc:"block: pad every query sent upstream to a multiple of 128 bytes with EDNS(0) padding (RFC 7830, RFC 8467), so the length of the encrypted record does not give away the name; off: send queries unpadded"`
+	Upstreams       upstreamList        `split_words:"true" desc:"resolvers to forward to: comma-separated host[:port][#tls-name]; port 853 if omitted; IPv6 as [addr]:port. Without #tls-name the certificate must be valid for the host (IP SAN for an address)"`
+	Bootstrap       upstream.Bootstrap  `desc:"plain-DNS resolvers (comma-separated ip or ip:port, port 53 if omitted) used only to resolve upstream host names, instead of the system resolver; set it when the system resolver is dotproxy itself"`
+	Listen          listenList          `split_words:"true" desc:"comma-separated host:port addresses, each served on UDP and TCP; an empty host means every address"`
+	Allow           prefixList          `split_words:"true" desc:"client networks (CIDRs or single addresses) that may query; others get REFUSED. 0.0.0.0/0,::/0 allows everyone"`
+	QueryTimeout    time.Duration       `split_words:"true" desc:"total time a query may take, retries included; the client then gets SERVFAIL. Below the 5 s that stub resolvers wait, so they see an answer rather than a timeout"`
+	TransferTimeout time.Duration       `split_words:"true" desc:"longest a zone transfer (AXFR, IXFR over TCP) may take from its query to its last message; each message must also arrive within DOTPROXY_QUERY_TIMEOUT of the one before"`
+	Padding         dnsmsg.Padding      `default:"block" desc:"block: pad every query sent upstream to a multiple of 128 bytes with EDNS(0) padding (RFC 7830, RFC 8467), so the length of the encrypted record does not give away the name; off: send queries unpadded"`
+	ClientSubnet    dnsmsg.ClientSubnet `split_words:"true" desc:"hide: a client's EDNS Client Subnet option (RFC 7871) goes upstream with source prefix 0, so resolvers never learn the client's network, and the answer gets the client's own option back; a query whose subnet cannot be hidden (signed, malformed) is answered REFUSED or FORMERR by dotproxy; pass: the option goes upstream as sent. dotproxy never adds one"`
 
 	TLS struct {
 		CAFile string  `split_words:"true" desc:"PEM bundle trusted instead of the system roots"`
@@ -123,6 +124,7 @@ func defaultConfig() *config {
 		QueryTimeout:    proxy.DefaultQueryTimeout,
 		TransferTimeout: proxy.DefaultTransferTimeout,
 		Padding:         dnsmsg.PadBlock,
+		ClientSubnet:    dnsmsg.SubnetHide,
 		Policy:          balance.DefaultPolicy,
 		MaxRetries:      balance.DefaultMaxRetries,
 	}
@@ -196,7 +198,7 @@ func (c *config) upstreamConfig(spec upstream.Spec, roots *x509.CertPool, obs up
 		AttemptTimeout:   c.Upstream.AttemptTimeout,
 		ProbeName:        c.Probe.Name,
 		FastOpen:         c.Upstream.TCPFastopen,
-		Rewrite:          dnsmsg.Rewrite{PadBlock: c.Padding.Block(), Keepalive: true},
+		Rewrite:          dnsmsg.Rewrite{PadBlock: c.Padding.Block(), Keepalive: true, HideClientSubnet: c.ClientSubnet.Hide()},
 		Observer:         obs,
 		Logger:           log,
 	}
@@ -283,6 +285,7 @@ func (c *config) proxyConfig(r proxy.Resolver, obs proxy.Observer, log *slog.Log
 		UDPMaxInFlight:   c.Client.UDPMaxInflight,
 		UDPSockets:       c.Client.UDPSockets,
 		MaxInFlightBytes: int64(c.Client.MaxInflightMIB) << 20,
+		HideClientSubnet: c.ClientSubnet.Hide(), // as the upstreams' Rewrite
 		Resolver:         r,
 		Observer:         obs,
 		Logger:           log,
@@ -303,6 +306,7 @@ func (c *config) proxyFields() map[string]any {
 		"UDPMaxInFlight":   &c.Client.UDPMaxInflight,
 		"UDPSockets":       &c.Client.UDPSockets,
 		"MaxInFlightBytes": &c.Client.MaxInflightMIB,
+		"HideClientSubnet": &c.ClientSubnet,
 	}
 }
 
@@ -350,6 +354,7 @@ func (c *config) logAttrs(bound []string, metrics bool) []any {
 		"upstream_attempt_timeout", c.Upstream.AttemptTimeout.String(),
 		"tcp_fastopen", c.Upstream.TCPFastopen,
 		"padding", string(c.Padding),
+		"client_subnet", string(c.ClientSubnet),
 		"statsd", c.Statsd.Addr,
 		"statsd_format", string(c.Statsd.Format),
 		"metrics", metrics,

@@ -93,6 +93,7 @@ func TestBadSettingStopsStartup(t *testing.T) {
 		{"DOTPROXY_CLIENT_MAX_INFLIGHT_MIB", "4097"},
 		{"DOTPROXY_CLIENT_MAX_INFLIGHT_MIB", "16MiB"},
 		{"DOTPROXY_PADDING", "random"},
+		{"DOTPROXY_CLIENT_SUBNET", "strip"},
 		{"DOTPROXY_TLS_CA_FILE", "/nonexistent/ca.pem"},
 		{"DOTPROXY_TLS_CA_FILE", "/dev/null"},
 		{"DOTPROXY_TLS_PINS", "not-base64!"},

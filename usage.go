@@ -73,7 +73,7 @@ func kindOf(v reflect.Value) string {
 		return "true or false"
 	case int:
 		return "integer"
-	case logLevel, logFormat, dnsmsg.Padding, balance.Policy, emit.Format:
+	case logLevel, logFormat, dnsmsg.Padding, dnsmsg.ClientSubnet, balance.Policy, emit.Format:
 		return "name"
 	}
 	return v.Kind().String()

@@ -111,7 +111,7 @@ func BenchmarkAppendUpstreamQuery(b *testing.B) {
 	buf := make([]byte, 0, 512)
 	b.ReportAllocs()
 	for b.Loop() {
-		buf, _ = dnsmsg.AppendUpstreamQuery(buf[:0], q, padAndKeepalive)
+		buf, _, _ = dnsmsg.AppendUpstreamQuery(buf[:0], q, padAndKeepalive)
 	}
 }
 
@@ -121,6 +121,80 @@ func BenchmarkCleanAnswer(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		copy(buf, raw)
-		dnsmsg.CleanAnswer(buf, false)
+		dnsmsg.CleanAnswer(buf, nil, dnsmsg.Sent{})
+	}
+}
+
+// clientSubnetInputs are a query with an IPv6 /56 ECS option and a cookie,
+// as a stub that sends its subnet asks, and the resolver's answer to it
+// with the /0 echoed.
+func clientSubnetInputs(b *testing.B) (query, answer []byte) {
+	q := new(dns.Msg)
+	q.SetQuestion("www.bench.example.org.", dns.TypeAAAA)
+	q.SetEdns0(1232, true)
+	q.IsEdns0().Option = []dns.EDNS0{
+		&dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"},
+		&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 2, SourceNetmask: 56, Address: []byte{0x20, 0x01, 0x0d, 0xb8, 0, 1, 0x23, 0, 0, 0, 0, 0, 0, 0, 0, 0}},
+	}
+	ans := new(dns.Msg)
+	ans.SetReply(q)
+	ans.SetEdns0(1232, true)
+	ans.IsEdns0().Option = []dns.EDNS0{
+		&dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708aabbccddeeff0011"},
+		&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 2, Address: make([]byte, 16)},
+		&dns.EDNS0_PADDING{Padding: make([]byte, 20)},
+	}
+	return pack(b, q), pack(b, ans)
+}
+
+// BenchmarkAppendUpstreamQueryClientSubnet is the rewrite of a query with an
+// ECS option: passed on (padding and keepalive only), and hidden.
+func BenchmarkAppendUpstreamQueryClientSubnet(b *testing.B) {
+	q, _ := clientSubnetInputs(b)
+	for name, r := range map[string]dnsmsg.Rewrite{"pass": padAndKeepalive, "hide": hideAndPad} {
+		b.Run(name, func(b *testing.B) {
+			buf := make([]byte, 0, 512)
+			b.ReportAllocs()
+			for b.Loop() {
+				buf, _, _ = dnsmsg.AppendUpstreamQuery(buf[:0], q, r)
+			}
+		})
+	}
+}
+
+// BenchmarkCleanAnswerClientSubnet cleans the answer to a query whose
+// subnet was hidden: the client's option replaces the /0 echo.
+func BenchmarkCleanAnswerClientSubnet(b *testing.B) {
+	q, raw := clientSubnetInputs(b)
+	_, sent, err := dnsmsg.AppendUpstreamQuery(nil, q, hideAndPad)
+	if err != nil || !sent.HidSubnet() {
+		b.Fatal(err)
+	}
+	buf := make([]byte, len(raw), len(raw)+dnsmsg.MaxCleanGrowth)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = buf[:len(raw)]
+		copy(buf, raw)
+		dnsmsg.CleanAnswer(buf, q, sent)
+	}
+}
+
+// BenchmarkCheckClientSubnet is the proxy's look at each query under hide:
+// one without ECS, and one with a subnet to hide.
+func BenchmarkCheckClientSubnet(b *testing.B) {
+	ecs, _ := clientSubnetInputs(b)
+	for name, q := range map[string][]byte{"without": newNameInputs(b).query, "with": ecs} {
+		parsed, err := dnsmsg.ParseQuery(q)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, ok := dnsmsg.CheckClientSubnet(q, &parsed); !ok {
+					b.Fatal("refused")
+				}
+			}
+		})
 	}
 }

@@ -119,7 +119,7 @@ func TestRewriteLongNameThroughPointer(t *testing.T) {
 		if err := m.Unpack(q); (err == nil) != tt.padded {
 			t.Fatalf("%d+64 octets: miekg/dns says %v", tt.inPlace, err)
 		}
-		out, _ := AppendUpstreamQuery(nil, q, Rewrite{PadBlock: 128})
+		out, _, _ := AppendUpstreamQuery(nil, q, Rewrite{PadBlock: 128})
 		if padded := !bytes.Equal(out, q); padded != tt.padded {
 			t.Errorf("%d+64 octets: padded = %v", tt.inPlace, padded)
 		}

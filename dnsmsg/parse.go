@@ -21,6 +21,9 @@ type Query struct {
 	UDPSize uint16
 	// OPTTTL is the OPT record's TTL field (extended rcode, version, DO bit).
 	OPTTTL uint32
+
+	// optStart and optEnd bound the OPT record, when EDNS.
+	optStart, optEnd int
 }
 
 // MaxUDPAnswer returns the largest UDP answer the client accepts: 512 bytes
@@ -83,6 +86,7 @@ func ParseQuery(msg []byte) (Query, error) {
 			}
 			q.EDNS = true
 			q.UDPSize, q.OPTTTL = optFields(msg, start)
+			q.optStart, q.optEnd = start, end
 		}
 		off = end
 	}

@@ -2,6 +2,7 @@ package dnsmsg_test
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -37,9 +38,9 @@ func TestAppendUpstreamQueryPadsToBlocks(t *testing.T) {
 					&dns.EDNS0_PADDING{Padding: make([]byte, 9)}) // the client's own: replaced
 			}
 			q := pack(t, m)
-			out, added := dnsmsg.AppendUpstreamQuery(nil, q, padAndKeepalive)
-			if added == edns {
-				t.Fatalf("n=%d edns=%v: added = %v", n, edns, added)
+			out, sent, err := dnsmsg.AppendUpstreamQuery(nil, q, padAndKeepalive)
+			if err != nil || sent.AddedOPT == edns {
+				t.Fatalf("n=%d edns=%v: sent %+v, %v", n, edns, sent, err)
 			}
 			if len(out)%128 != 0 {
 				t.Fatalf("n=%d edns=%v: %d bytes, not a multiple of 128", n, edns, len(out))
@@ -100,9 +101,9 @@ func TestAppendUpstreamQueryLeavesAlone(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out, added := dnsmsg.AppendUpstreamQuery([]byte("x"), tt.q, tt.r)
-			if added || !bytes.Equal(out, append([]byte("x"), tt.q...)) {
-				t.Fatalf("changed: added=%v %x", added, out)
+			out, sent, err := dnsmsg.AppendUpstreamQuery([]byte("x"), tt.q, tt.r)
+			if err != nil || sent != (dnsmsg.Sent{}) || !bytes.Equal(out, append([]byte("x"), tt.q...)) {
+				t.Fatalf("changed: sent %+v, %v, %x", sent, err, out)
 			}
 		})
 	}
@@ -115,7 +116,7 @@ func TestAppendUpstreamQueryDoesNotAllocate(t *testing.T) {
 	q := pack(t, m)
 	buf := make([]byte, 0, 512)
 	if n := testing.AllocsPerRun(100, func() {
-		buf, _ = dnsmsg.AppendUpstreamQuery(buf[:0], q, padAndKeepalive)
+		buf, _, _ = dnsmsg.AppendUpstreamQuery(buf[:0], q, padAndKeepalive)
 	}); n != 0 {
 		t.Fatalf("%v allocations per query", n)
 	}
@@ -143,7 +144,7 @@ func TestCleanAnswer(t *testing.T) {
 	t.Run("keeps the client's OPT, drops padding and keepalive", func(t *testing.T) {
 		a := answerFor(t, q, cookie, keep, pad)
 		raw := pack(t, a)
-		out, ka, ok := dnsmsg.CleanAnswer(raw, false)
+		out, ka, ok := dnsmsg.CleanAnswer(raw, nil, dnsmsg.Sent{})
 		if !ok || ka != 30*time.Second {
 			t.Fatalf("keepalive = %v, %v; want 30s", ka, ok)
 		}
@@ -154,7 +155,7 @@ func TestCleanAnswer(t *testing.T) {
 	})
 	t.Run("removes the OPT the proxy added", func(t *testing.T) {
 		raw := pack(t, answerFor(t, q, keep, pad))
-		out, _, ok := dnsmsg.CleanAnswer(raw, true)
+		out, _, ok := dnsmsg.CleanAnswer(raw, nil, dnsmsg.Sent{AddedOPT: true})
 		if !ok {
 			t.Fatal("keepalive not reported")
 		}
@@ -167,7 +168,7 @@ func TestCleanAnswer(t *testing.T) {
 	t.Run("keeps an OPT that carries an extended RCODE", func(t *testing.T) {
 		a := answerFor(t, q, pad)
 		a.Rcode = dns.RcodeBadCookie // 23: needs the OPT's upper bits
-		out, _, _ := dnsmsg.CleanAnswer(pack(t, a), true)
+		out, _, _ := dnsmsg.CleanAnswer(pack(t, a), nil, dnsmsg.Sent{AddedOPT: true})
 		got := unpack(t, out)
 		if got.Rcode != dns.RcodeBadCookie || len(optionCodes(got)) != 0 {
 			t.Fatalf("rcode %d, options %v", got.Rcode, optionCodes(got))
@@ -177,7 +178,7 @@ func TestCleanAnswer(t *testing.T) {
 		a := answerFor(t, q)
 		a.Extra = nil
 		raw := pack(t, a)
-		out, _, ok := dnsmsg.CleanAnswer(bytes.Clone(raw), true)
+		out, _, ok := dnsmsg.CleanAnswer(bytes.Clone(raw), nil, dnsmsg.Sent{AddedOPT: true})
 		if ok || !bytes.Equal(out, raw) {
 			t.Fatal("changed")
 		}
@@ -187,7 +188,7 @@ func TestCleanAnswer(t *testing.T) {
 		buf := make([]byte, len(raw))
 		if n := testing.AllocsPerRun(100, func() {
 			copy(buf, raw)
-			dnsmsg.CleanAnswer(buf, false)
+			dnsmsg.CleanAnswer(buf, nil, dnsmsg.Sent{})
 		}); n != 0 {
 			t.Fatalf("%v allocations", n)
 		}
@@ -198,6 +199,9 @@ func TestCleanAnswer(t *testing.T) {
 // clean-up. Nothing may panic; a rewritten query must be what miekg/dns reads
 // as the original with the options changed as documented, padded to the
 // block; a cleaned message must still be readable where the input was.
+// With HideClientSubnet, no ECS option with address information ever
+// leaves, the rewrite refuses exactly what CheckClientSubnet refuses, and
+// the answer's restored subnet is the client's own, within MaxCleanGrowth.
 func FuzzRewrite(f *testing.F) {
 	m := new(dns.Msg)
 	m.SetQuestion("fuzz.example.", dns.TypeMX)
@@ -206,14 +210,35 @@ func FuzzRewrite(f *testing.F) {
 	m.SetEdns0(4096, true)
 	b, _ = m.Pack()
 	f.Add(b)
+	m.IsEdns0().Option = []dns.EDNS0{&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: []byte{192, 0, 2, 0}}}
+	b, _ = m.Pack()
+	f.Add(b)
+
+	// A fixed client query whose /56 was hidden, for cleaning the fuzzed
+	// bytes as its answer.
+	client := new(dns.Msg)
+	client.SetQuestion("fuzz.example.", dns.TypeMX)
+	client.SetEdns0(1232, false)
+	client.IsEdns0().Option = []dns.EDNS0{&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 2, SourceNetmask: 56, Address: make([]byte, 16)}}
+	clientQ, _ := client.Pack()
+	_, clientSent, err := dnsmsg.AppendUpstreamQuery(nil, clientQ, hideAndPad)
+	if err != nil || !clientSent.HidSubnet() {
+		f.Fatal(err)
+	}
+
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		orig := bytes.Clone(msg)
-		out, added := dnsmsg.AppendUpstreamQuery(nil, msg, padAndKeepalive)
+		var in dns.Msg
+		inErr := in.Unpack(msg)
+		parsed, parseErr := dnsmsg.ParseQuery(msg)
+
+		out, sent, err := dnsmsg.AppendUpstreamQuery(nil, msg, padAndKeepalive)
 		if !bytes.Equal(orig, msg) {
 			t.Fatal("AppendUpstreamQuery modified its input")
 		}
-		var in dns.Msg
-		inErr := in.Unpack(msg)
+		if err != nil || sent.HidSubnet() {
+			t.Fatalf("without HideClientSubnet: %v, %+v", err, sent)
+		}
 		if !bytes.Equal(out, msg) {
 			if len(out)%128 != 0 {
 				t.Fatalf("rewritten query of %d bytes", len(out))
@@ -226,16 +251,64 @@ func FuzzRewrite(f *testing.F) {
 				if len(got.Question) != len(in.Question) || len(got.Answer) != len(in.Answer) || len(got.Ns) != len(in.Ns) {
 					t.Fatalf("sections changed: %v\n%v", &in, &got)
 				}
-				if added != (in.IsEdns0() == nil) {
-					t.Fatalf("added = %v for %v", added, &in)
+				if sent.AddedOPT != (in.IsEdns0() == nil) {
+					t.Fatalf("AddedOPT = %v for %v", sent.AddedOPT, &in)
 				}
 			}
 		}
-		cleaned, _, _ := dnsmsg.CleanAnswer(bytes.Clone(msg), added)
+		cleaned, _, _ := dnsmsg.CleanAnswer(bytes.Clone(msg), msg, sent)
 		if inErr == nil {
 			var got dns.Msg
 			if err := got.Unpack(cleaned); err != nil {
 				t.Fatalf("cleaned answer unreadable: %v\nin  %x\nout %x", err, msg, cleaned)
+			}
+		}
+
+		for _, r := range []dnsmsg.Rewrite{hideAndPad, hideOnly} {
+			out, sent, err := dnsmsg.AppendUpstreamQuery(nil, msg, r)
+			if !bytes.Equal(orig, msg) {
+				t.Fatal("AppendUpstreamQuery modified its input")
+			}
+			if parseErr == nil {
+				rcode, ok := dnsmsg.CheckClientSubnet(msg, &parsed)
+				if ok != (err == nil) || !ok && (rcode == dnsmsg.RcodeFormErr) != errors.Is(err, dnsmsg.ErrBadClientSubnet) {
+					t.Fatalf("CheckClientSubnet says %d, %v; the rewrite %v", rcode, ok, err)
+				}
+			}
+			if err != nil {
+				if out != nil || !errors.Is(err, dnsmsg.ErrBadClientSubnet) && !errors.Is(err, dnsmsg.ErrClientSubnetKept) {
+					t.Fatalf("refused with %v, appended %x", err, out)
+				}
+				continue
+			}
+			if leaksSubnet(out) {
+				t.Fatalf("a subnet left:\nin  %x\nout %x", msg, out)
+			}
+			if !sent.HidSubnet() {
+				continue
+			}
+			// The resolver echoes the query, its hidden options with it.
+			answer := bytes.Clone(out)
+			answer[2] |= 0x80
+			buf := append(make([]byte, 0, len(answer)+dnsmsg.MaxCleanGrowth), answer...)
+			restored, _, _ := dnsmsg.CleanAnswer(buf, msg, sent)
+			if len(restored) > len(answer)+dnsmsg.MaxCleanGrowth || &restored[0] != &buf[0] {
+				t.Fatalf("answer of %d bytes cleaned to %d", len(answer), len(restored))
+			}
+			got, want := subnetOptions(restored), subnetOptions(msg)
+			if len(got) != 1 || !bytes.Equal(got[0], want[0]) {
+				t.Fatalf("the client sent ECS %x and got back %x", want, got)
+			}
+		}
+
+		grown, _, _ := dnsmsg.CleanAnswer(bytes.Clone(msg), clientQ, clientSent)
+		if len(grown) > len(msg)+dnsmsg.MaxCleanGrowth || len(grown) > 65535 && len(grown) > len(msg) {
+			t.Fatalf("answer of %d bytes cleaned to %d", len(msg), len(grown))
+		}
+		if inErr == nil {
+			var got dns.Msg
+			if err := got.Unpack(grown); err != nil {
+				t.Fatalf("cleaned answer unreadable: %v\nin  %x\nout %x", err, msg, grown)
 			}
 		}
 	})

@@ -88,7 +88,13 @@ server:
     tls-service-pem: "$WORK/server.pem"
     do-ip6: no
     access-control: 127.0.0.0/8 allow
-    module-config: "validator iterator"
+    # subnetcache: unbound reads EDNS Client Subnet options (RFC 7871) as
+    # an ECS-aware resolver does, so that the /0 options dotproxy sends
+    # (DOTPROXY_CLIENT_SUBNET=hide) and the clients' own (pass) meet a real
+    # implementation. It sends none on (no send-client-subnet), and echoes
+    # one only in answers it builds, not in those from its cache, which the
+    # corpus warms first.
+    module-config: "subnetcache validator iterator"
     auto-trust-anchor-file: ""
     trust-anchor-file: "$WORK/signed.test.ds"
     trust-anchor-signaling: no
@@ -170,8 +176,11 @@ e2e_check "dotproxy (defaults) answers as the resolver does" \
 	-refused "127.0.0.1:$REFUSED_PORT" -dead "127.0.0.1:$DEAD_PORT"
 
 # With padding switched off the answers must be the same. The variable only
-# exists once dotproxy pads (it rejects unknown DOTPROXY_ variables).
-if "$BIN" -h 2>&1 | grep -q DOTPROXY_PADDING; then
+# exists once dotproxy pads (it rejects unknown DOTPROXY_ variables). -h is
+# read whole first: grep -q would stop reading at the match, and under
+# pipefail the SIGPIPE that dotproxy then gets would skip this run.
+usage=$("$BIN" -h 2>&1)
+if grep -q DOTPROXY_PADDING <<<"$usage"; then
 	NOPAD_PORT=$(e2e_free_port)
 	start_proxy nopad "$NOPAD_PORT" DOTPROXY_UPSTREAMS="$UPSTREAM" DOTPROXY_PADDING=off
 	e2e_check "dotproxy with DOTPROXY_PADDING=off answers as the resolver does" \
@@ -179,5 +188,12 @@ if "$BIN" -h 2>&1 | grep -q DOTPROXY_PADDING; then
 else
 	e2e_log "DOTPROXY_PADDING is not in dotproxy -h yet: the padding-off run is skipped"
 fi
+
+# DOTPROXY_CLIENT_SUBNET=pass forwards client subnets as they came: the
+# queries that carry one must get the resolver's answers, echo and all.
+PASS_PORT=$(e2e_free_port)
+start_proxy pass "$PASS_PORT" DOTPROXY_UPSTREAMS="$UPSTREAM" DOTPROXY_CLIENT_SUBNET=pass
+e2e_check "dotproxy with DOTPROXY_CLIENT_SUBNET=pass answers client subnet queries as the resolver does" \
+	corpus -proxy "127.0.0.1:$PASS_PORT" -direct "127.0.0.1:$PLAIN_PORT" -subnet pass -only-subnet
 
 e2e_summary

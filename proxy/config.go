@@ -64,6 +64,13 @@ type Config struct {
 	// query to its last message; each message must also arrive within
 	// QueryTimeout of the one before. Zero means the default.
 	TransferTimeout time.Duration
+	// HideClientSubnet answers at once, sending it nowhere, a query whose
+	// EDNS Client Subnet option the Resolver's upstreams are set to hide
+	// (upstream.Config.Rewrite.HideClientSubnet) and could not: FORMERR for
+	// a malformed option, REFUSED for a subnet in a query that cannot be
+	// rewritten (see dnsmsg.CheckClientSubnet). Set it exactly when the
+	// upstreams hide subnets, so that such queries never reach them.
+	HideClientSubnet bool
 
 	// Resolver answers the queries. Required.
 	Resolver Resolver

@@ -37,6 +37,18 @@ func (s *Server) check(t Transport, client netip.Addr, msg []byte, arrived time.
 		s.obs.Refused(t)
 		return s.reply(t, client, q, nil, dnsmsg.Reply(q, dnsmsg.RcodeRefused), arrived, len(msg)), true
 	}
+	if s.cfg.HideClientSubnet {
+		if rcode, ok := dnsmsg.CheckClientSubnet(msg, q); !ok {
+			// Answered here, not failed upstream, where the error
+			// would count against the upstream's health.
+			if rcode == dnsmsg.RcodeFormErr {
+				s.obs.Malformed(t)
+			} else {
+				s.obs.Refused(t)
+			}
+			return s.reply(t, client, q, nil, dnsmsg.Reply(q, rcode), arrived, len(msg)), true
+		}
+	}
 	if t == UDP && dnsmsg.IsTransfer(q) {
 		// AXFR is defined over TCP only (RFC 5936 §4.2), and an IXFR
 		// answer that may not fit a datagram sends the client to TCP

@@ -46,10 +46,12 @@ type Observer interface {
 	Answered(t Transport, upstream fmt.Stringer, rcode int, rtt time.Duration, querySize, answerSize int)
 	// Dropped reports a packet that got no reply.
 	Dropped(t Transport, reason DropReason)
-	// Malformed reports a query answered with FORMERR.
+	// Malformed reports a query answered with FORMERR, a malformed client
+	// subnet option under Config.HideClientSubnet included.
 	Malformed(t Transport)
 	// Refused reports a query refused because the client is outside
-	// DOTPROXY_ALLOW.
+	// DOTPROXY_ALLOW, or because its client subnet cannot be hidden
+	// (Config.HideClientSubnet).
 	Refused(t Transport)
 	// Truncated reports a UDP answer replaced by a truncated reply.
 	Truncated()

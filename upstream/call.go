@@ -36,10 +36,10 @@ type call struct {
 	// Set before the call is sent, then only read.
 	p        *Pool
 	done     Done
-	query    []byte  // as written on the wire, and resent as is
-	orig     []byte  // the caller's query, for another attempt elsewhere
-	wireBuf  *[]byte // the pooled buffer that holds query, if any
-	added    bool    // the rewrite added the OPT record: take it out again
+	query    []byte      // as written on the wire, and resent as is
+	orig     []byte      // the caller's query, for another attempt elsewhere
+	wireBuf  *[]byte     // the pooled buffer that holds query, if any
+	sent     dnsmsg.Sent // what the rewrite changed, to undo in the answer
 	clientID uint16
 	deadline time.Time
 	attempt  int // the connections tried before this one
@@ -86,9 +86,9 @@ func getCall() *call {
 }
 
 // newCall returns a pooled call for query, sent as wire, that tells done.
-func newCall(p *Pool, query, wire []byte, added bool, deadline time.Time, done Done) *call {
+func newCall(p *Pool, query, wire []byte, sent dnsmsg.Sent, deadline time.Time, done Done) *call {
 	cl := getCall()
-	cl.p, cl.done, cl.orig, cl.query, cl.added = p, done, query, wire, added
+	cl.p, cl.done, cl.orig, cl.query, cl.sent = p, done, query, wire, sent
 	cl.clientID, cl.deadline = dnsmsg.ID(query), deadline
 	return cl
 }
@@ -228,7 +228,7 @@ func (cl *call) end(r result, fromTimer bool) {
 			if p.rewrite {
 				var ka time.Duration
 				var ok bool
-				if r.msg, ka, ok = dnsmsg.CleanAnswer(r.msg, cl.added); ok {
+				if r.msg, ka, ok = dnsmsg.CleanAnswer(r.msg, cl.orig, cl.sent); ok {
 					c.keepalive.Store(int64(ka))
 				}
 			}
@@ -240,7 +240,7 @@ func (cl *call) end(r result, fromTimer bool) {
 	if errors.Is(r.err, errConnLost) && cl.attempt+1 < maxAttempts {
 		// The connection died under the query: another connection
 		// takes it, with the wire form and its buffer carried over.
-		next := newCall(p, cl.orig, cl.query, cl.added, cl.deadline, done)
+		next := newCall(p, cl.orig, cl.query, cl.sent, cl.deadline, done)
 		next.wireBuf, next.attempt = wireBuf, cl.attempt+1
 		if reusable {
 			putCall(cl)

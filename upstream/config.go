@@ -83,10 +83,13 @@ type Config struct {
 	// FastOpen enables TCP Fast Open on connect where the kernel allows it.
 	FastOpen bool
 	// Rewrite is what the pool changes in each query it sends: EDNS(0)
-	// padding to a block (RFC 8467) and the edns-tcp-keepalive option (RFC
-	// 7828). When it asks for anything, answers are cleaned of what the
-	// rewrite caused (see dnsmsg.CleanAnswer) and a keepalive timeout the
-	// resolver advertises replaces IdleTimeout for that connection. The zero
+	// padding to a block (RFC 8467), the edns-tcp-keepalive option (RFC
+	// 7828), the client's subnet hidden (RFC 7871). When it asks for
+	// anything, answers are cleaned of what the rewrite caused (see
+	// dnsmsg.CleanAnswer: the client's own subnet option goes back in) and a
+	// keepalive timeout the resolver advertises replaces IdleTimeout for
+	// that connection. With HideClientSubnet, a query whose subnet cannot
+	// be hidden fails at once without being sent (see Start). The zero
 	// value sends queries byte for byte.
 	Rewrite dnsmsg.Rewrite
 

@@ -179,7 +179,7 @@ func (c *conn) readLoop() {
 	defer c.p.wg.Done()
 	r := bufio.NewReaderSize(c.tc, readBufferSize)
 	for {
-		msg, err := readFrame(r)
+		msg, err := readFrame(r, c.p.room)
 		if err != nil {
 			c.shut(closeReason(err), err)
 			return
@@ -274,9 +274,10 @@ func (c *conn) mismatched(asked, msg []byte, retire bool) {
 }
 
 // readFrame reads one length-prefixed message (RFC 1035 §4.2.2) into a new
-// slice that the caller owns. The length is read byte by byte: an array
-// handed to io.ReadFull would escape and cost an allocation per answer.
-func readFrame(r *bufio.Reader) ([]byte, error) {
+// slice that the caller owns, with room bytes of spare capacity. The length
+// is read byte by byte: an array handed to io.ReadFull would escape and cost
+// an allocation per answer.
+func readFrame(r *bufio.Reader, room int) ([]byte, error) {
 	hi, err := r.ReadByte()
 	if err != nil {
 		return nil, err
@@ -288,7 +289,8 @@ func readFrame(r *bufio.Reader) ([]byte, error) {
 		}
 		return nil, err
 	}
-	msg := make([]byte, int(hi)<<8|int(lo))
+	n := int(hi)<<8 | int(lo)
+	msg := make([]byte, n, n+room)
 	if _, err := io.ReadFull(r, msg); err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF

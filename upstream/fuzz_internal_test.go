@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"testing"
+
+	"github.com/dotproxy/dotproxy/dnsmsg"
 )
 
 // FuzzReadFrame reads a server's TLS stream after decryption: whatever a
@@ -19,9 +21,12 @@ func FuzzReadFrame(f *testing.F) {
 		left := func() int { return src.Len() + r.Buffered() }
 		for range 100 {
 			before := left()
-			msg, err := readFrame(r)
+			msg, err := readFrame(r, dnsmsg.MaxCleanGrowth)
 			if err != nil {
 				return
+			}
+			if cap(msg) != len(msg)+dnsmsg.MaxCleanGrowth {
+				t.Fatalf("frame of %d bytes has capacity %d, want room for CleanAnswer", len(msg), cap(msg))
 			}
 			if before-left() != len(msg)+2 {
 				t.Fatalf("frame of %d bytes consumed %d", len(msg), before-left())

@@ -55,6 +55,7 @@ type Pool struct {
 	inflight atomic.Int64  // queries started and not yet ended
 	probe    []byte        // the liveness probe query, ID set per send
 	rewrite  bool          // cfg.Rewrite asks for a change to queries
+	room     int           // spare capacity of each answer's buffer, for CleanAnswer
 	tick     time.Duration // how often the janitor looks at the connections
 
 	// checkpoints are when, after a query is written, its call looks at
@@ -102,7 +103,7 @@ func New(cfg Config) (*Pool, error) {
 		return nil, err
 	}
 	// Padded like any query, so that probes look like the rest.
-	probe, _ = dnsmsg.AppendUpstreamQuery(nil, probe, cfg.Rewrite)
+	probe, _, _ = dnsmsg.AppendUpstreamQuery(nil, probe, cfg.Rewrite)
 	p := &Pool{
 		cfg:         cfg,
 		obs:         cfg.Observer,
@@ -111,6 +112,7 @@ func New(cfg Config) (*Pool, error) {
 		stop:        make(chan struct{}),
 		probe:       probe,
 		rewrite:     cfg.Rewrite != (dnsmsg.Rewrite{}),
+		room:        answerRoom(cfg.Rewrite),
 		tick:        max(min(cfg.IdleTimeout, cfg.AttemptTimeout)/4, 5*time.Millisecond),
 		checkpoints: [2]time.Duration{cfg.AttemptTimeout / 4, cfg.AttemptTimeout / 2},
 		dialer: net.Dialer{
@@ -180,7 +182,12 @@ func (p *Pool) Exchange(query []byte, deadline time.Time) ([]byte, error) {
 // it is broken); with ErrDeadline at deadline (it reports Timeout: the
 // query was slow or lost, the upstream is not broken); with a *DialError
 // when no connection can be opened; with ErrShortQuery for a query shorter
-// than a header; and with ErrClosed once the pool is closed.
+// than a header; with dnsmsg.ErrBadClientSubnet or
+// dnsmsg.ErrClientSubnetKept, before Start returns and without sending it
+// anywhere, for a query whose client subnet Config.Rewrite must hide and
+// cannot (a caller that answers such queries itself first, as the proxy
+// does with dnsmsg.CheckClientSubnet, never sees these); and with ErrClosed
+// once the pool is closed.
 func (p *Pool) Start(query []byte, deadline time.Time, done Done) {
 	p.start(query, deadline, done, false)
 }
@@ -214,10 +221,14 @@ func (p *Pool) start(query []byte, deadline time.Time, done Done, hold bool) {
 		done.ExchangeDone(nil, ErrShortQuery)
 		return
 	}
-	p.inflight.Add(1)
 	// Rewritten once, sent as is on every attempt.
-	wire, added, buf := p.wire(query)
-	cl := newCall(p, query, wire, added, deadline, done)
+	wire, sent, buf, err := p.wire(query)
+	if err != nil {
+		done.ExchangeDone(nil, err) // sent nowhere: see Start
+		return
+	}
+	p.inflight.Add(1)
+	cl := newCall(p, query, wire, sent, deadline, done)
 	cl.wireBuf = buf
 	p.send(cl, hold)
 }
@@ -251,17 +262,31 @@ func (p *Pool) send(cl *call, hold bool) {
 	c.send(cl)
 }
 
-// wire returns query as it goes to the resolver, and whether the rewrite
-// added its OPT record. A rewritten query is in buf, from wireBufs, for the
-// caller to put back once no send can use it; buf is nil when the pool
-// rewrites nothing and wire is query itself.
-func (p *Pool) wire(query []byte) (wire []byte, added bool, buf *[]byte) {
+// wire returns query as it goes to the resolver, and what the rewrite
+// changed in it. A rewritten query is in buf, from wireBufs, for the caller
+// to put back once no send can use it; buf is nil when the pool rewrites
+// nothing and wire is query itself. An error (a client subnet the rewrite
+// must hide and cannot) means the query must not be sent.
+func (p *Pool) wire(query []byte) (wire []byte, sent dnsmsg.Sent, buf *[]byte, err error) {
 	if !p.rewrite {
-		return query, false, nil
+		return query, sent, nil, nil
 	}
 	buf = wireBufs.Get().(*[]byte)
-	*buf, added = dnsmsg.AppendUpstreamQuery((*buf)[:0], query, p.cfg.Rewrite)
-	return *buf, added, buf
+	*buf, sent, err = dnsmsg.AppendUpstreamQuery((*buf)[:0], query, p.cfg.Rewrite)
+	if err != nil {
+		putWire(buf)
+		return nil, sent, nil, err
+	}
+	return *buf, sent, buf, nil
+}
+
+// answerRoom is the spare capacity each answer is read into, so that
+// CleanAnswer puts the client's subnet back without a second allocation.
+func answerRoom(r dnsmsg.Rewrite) int {
+	if r.HideClientSubnet {
+		return dnsmsg.MaxCleanGrowth
+	}
+	return 0
 }
 
 // Close closes every connection, failing the queries still on them, and

@@ -36,7 +36,10 @@ func (p *Pool) Transfer(query []byte, deadline time.Time, idle time.Duration, ea
 	reason := CloseIdle // the transfer is done: its connection has no more use
 	defer func() { p.endTransfer(c, reason, err) }()
 
-	wire, added, buf := p.wire(query)
+	wire, sent, buf, err := p.wire(query)
+	if err != nil {
+		return false, err
+	}
 	if buf != nil {
 		defer putWire(buf)
 	}
@@ -61,7 +64,7 @@ func (p *Pool) Transfer(query []byte, deadline time.Time, idle time.Duration, ea
 			reason = CloseError
 			return passed, err
 		}
-		msg, err := readFrame(r)
+		msg, err := readFrame(r, p.room)
 		if err != nil {
 			reason = closeReason(err)
 			return passed, err
@@ -81,7 +84,7 @@ func (p *Pool) Transfer(query []byte, deadline time.Time, idle time.Duration, ea
 			return passed, fmt.Errorf("%w: message %d: %v", ErrTransfer, n, err)
 		}
 		if p.rewrite {
-			msg, _, _ = dnsmsg.CleanAnswer(msg, added)
+			msg, _, _ = dnsmsg.CleanAnswer(msg, query, sent)
 		}
 		if n == 0 {
 			p.obs.Exchanged(c.since(start), len(wire), len(msg))

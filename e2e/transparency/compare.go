@@ -25,6 +25,14 @@ const (
 	ruleRefused   = "REFUSED outside DOTPROXY_ALLOW"
 	ruleServFail  = "SERVFAIL by dotproxy when no upstream answers"
 	ruleHopOption = "Padding/edns-tcp-keepalive options removed from answers"
+	// DOTPROXY_CLIENT_SUBNET=hide: the resolver saw the client's subnet as
+	// /0. Where it echoed the client's option straight but not the /0
+	// (unbound's subnetcache echoes only answers it builds, not those from
+	// its message cache, which the corpus warms first), the answer is the
+	// resolver's without the echo; RFC 7871 §7.3 reads no option as /0.
+	ruleSubnetEcho    = "no ECS echo: the resolver saw the client's subnet as /0"
+	ruleSubnetFormErr = "FORMERR by dotproxy for a malformed client subnet option"
+	ruleSubnetRefused = "REFUSED by dotproxy for a client subnet it cannot hide"
 )
 
 const (
@@ -58,7 +66,8 @@ func sameApartFromID(a, b []byte) bool {
 
 // compare judges got, dotproxy's answer over transport udp or tcp to q sent
 // with ID id, against direct, the resolver's own answer to q over TCP.
-func compare(q *query, udp bool, id uint16, got, direct []byte) verdict {
+// hide says that dotproxy hides client subnets (DOTPROXY_CLIENT_SUBNET).
+func compare(q *query, udp, hide bool, id uint16, got, direct []byte) verdict {
 	want := direct
 	if got == nil && direct == nil {
 		return verdict{outcome: identical}
@@ -67,15 +76,19 @@ func compare(q *query, udp bool, id uint16, got, direct []byte) verdict {
 		return verdict{outcome: differ, reason: fmt.Sprintf("answer ID or length wrong (%d bytes)", len(got)), want: want}
 	}
 	if got != nil && direct != nil {
-		alts := [][]byte{direct}
-		if q.hop {
-			alts = append(alts, withoutOptions(direct, optPadding, optKeepalive))
+		type alt struct {
+			w    []byte
+			rule string // "" for the resolver's own answer
 		}
-		for i, w := range alts {
-			rule := ""
-			if i > 0 {
-				rule = ruleHopOption
-			}
+		alts := []alt{{direct, ""}}
+		if q.hop {
+			alts = append(alts, alt{withoutOptions(direct, optPadding, optKeepalive), ruleHopOption})
+		}
+		if hide && q.subnet == hiddenSubnet {
+			alts = append(alts, alt{withoutOptions(direct, optSubnet), ruleSubnetEcho})
+		}
+		for i, a := range alts {
+			w, rule := a.w, a.rule
 			if udp && len(w) > q.maxUDP() {
 				if why := truncationProblem(q, got, w); why != "" {
 					if i+1 < len(alts) {
@@ -94,6 +107,14 @@ func compare(q *query, udp bool, id uint16, got, direct []byte) verdict {
 				}
 				return verdict{outcome: identical}
 			}
+		}
+	}
+	if hide && got != nil {
+		switch {
+		case q.subnet == malformedSubnet && ownFormErr(q, got):
+			return verdict{outcome: intended, rule: ruleSubnetFormErr}
+		case q.subnet == keptSubnet && ownReply(q, got, rcodeRefused) == "":
+			return verdict{outcome: intended, rule: ruleSubnetRefused}
 		}
 	}
 	switch q.kind {

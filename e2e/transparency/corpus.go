@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/binary"
 	"fmt"
+	"net"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -34,11 +35,34 @@ type query struct {
 	// hop: the client sent a Padding or edns-tcp-keepalive option, which
 	// describe a hop, not the query: an answer without them is intended.
 	hop bool
+	// subnet: what the query's EDNS Client Subnet options are, and so what
+	// dotproxy does with them under DOTPROXY_CLIENT_SUBNET=hide.
+	subnet subnetKind
 	// From the message as built, for the truncation and own-reply rules.
 	question []byte // the raw question section when QDCOUNT is 1
 	edns     bool
 	udpSize  uint16
 }
+
+// subnetKind sorts queries by their EDNS Client Subnet options (RFC 7871).
+type subnetKind int
+
+const (
+	noSubnet subnetKind = iota
+	// zeroSubnet: only ECS options of SOURCE PREFIX-LENGTH 0, which go
+	// upstream as they came.
+	zeroSubnet
+	// hiddenSubnet: an ECS option with address bits, which goes upstream
+	// as /0 under hide; the resolver may then echo no ECS option where it
+	// echoed the client's.
+	hiddenSubnet
+	// malformedSubnet: an ECS option that breaks RFC 7871 §6, which
+	// dotproxy answers FORMERR under hide.
+	malformedSubnet
+	// keptSubnet: a subnet in a query that cannot be rewritten (signed),
+	// which dotproxy answers REFUSED under hide.
+	keptSubnet
+)
 
 // maxUDP is the largest UDP answer the client accepts: 512 without EDNS,
 // else max(512, advertised size) (RFC 1035 §4.2.1, RFC 6891 §6.2.5).
@@ -64,6 +88,7 @@ type variant struct {
 }
 
 const (
+	optSubnet    = 8
 	optPadding   = 12
 	optKeepalive = 11
 )
@@ -186,10 +211,48 @@ func (q *query) fill() {
 			q.question = w[off : end+4]
 		}
 	}
-	if s, _, ok := findOPT(w); ok {
+	if s, e, ok := findOPT(w); ok {
 		q.edns = true
 		q.udpSize = binary.BigEndian.Uint16(w[s+3:])
+		q.subnet = subnetOf(w[s+11 : e])
 	}
+}
+
+// subnetOf reads the ECS options of an OPT record's RDATA, checking each
+// against RFC 7871 §6: FAMILY 1 or 2 (or 0 with no prefix), SOURCE
+// PREFIX-LENGTH within the family, SCOPE PREFIX-LENGTH 0, exactly the
+// ADDRESS octets the prefix covers, no bit set past it.
+func subnetOf(rd []byte) subnetKind {
+	k := noSubnet
+	for o := 0; o+4 <= len(rd); {
+		n := int(binary.BigEndian.Uint16(rd[o+2:]))
+		if o+4+n > len(rd) {
+			return max(k, malformedSubnet)
+		}
+		if binary.BigEndian.Uint16(rd[o:]) == optSubnet {
+			k = max(k, subnetData(rd[o+4:o+4+n]))
+		}
+		o += 4 + n
+	}
+	return k
+}
+
+func subnetData(d []byte) subnetKind {
+	if len(d) < 4 {
+		return malformedSubnet
+	}
+	bits := map[uint16]int{0: 0, 1: 32, 2: 128}
+	limit, known := bits[binary.BigEndian.Uint16(d)]
+	source, addr := int(d[2]), d[4:]
+	switch {
+	case !known || source > limit || d[3] != 0 || len(addr) != (source+7)/8:
+		return malformedSubnet
+	case source%8 != 0 && addr[len(addr)-1]<<(source%8) != 0:
+		return malformedSubnet
+	case source == 0:
+		return zeroSubnet
+	}
+	return hiddenSubnet
 }
 
 func header(id, flags, qd, an, ns, ar uint16) []byte {
@@ -304,6 +367,56 @@ func corpus() []query {
 		v := variant{name: "edns1232+" + h.desc, edns: true, size: 1232, do: h.do, opts: h.opts}
 		q := fromMsg(fmt.Sprintf("%s/%s %s", shortName(h.q.name), typeName(h.q.qtype), v.name), build(h.q, v), wellFormed)
 		q.hop = true
+		qs = append(qs, q)
+	}
+
+	// Client subnet options (RFC 7871), well formed and not: hidden (sent
+	// as /0) under DOTPROXY_CLIENT_SUBNET=hide, or answered FORMERR.
+	v4 := func(bits uint8, a ...byte) dns.EDNS0 {
+		return &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: bits, Address: net.IP(a)}
+	}
+	v6 := func(bits uint8, addr string) dns.EDNS0 {
+		return &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 2, SourceNetmask: bits, Address: net.ParseIP(addr)}
+	}
+	subnets := []struct {
+		desc string
+		q    question
+		do   bool
+		opts []dns.EDNS0
+	}{
+		{"ecs ipv4/24", in("www."+p, dns.TypeA), false, []dns.EDNS0{v4(24, 192, 0, 2, 0)}},
+		{"ecs ipv4/24", in("www."+s, dns.TypeA), true, []dns.EDNS0{v4(24, 192, 0, 2, 0)}},
+		{"ecs ipv4/32", in("c1."+s, dns.TypeA), true, []dns.EDNS0{v4(32, 198, 51, 100, 7)}},
+		{"ecs ipv6/56", in("www."+p, dns.TypeAAAA), false, []dns.EDNS0{v6(56, "2001:db8:1:2300::")}},
+		{"ecs ipv6/56", in("www."+s, dns.TypeAAAA), true, []dns.EDNS0{v6(56, "2001:db8:1:2300::")}},
+		{"ecs ipv6/56", in("nosuch."+s, dns.TypeA), true, []dns.EDNS0{v6(56, "2001:db8:1:2300::")}},
+		{"ecs ipv4/0", in("www."+p, dns.TypeA), false, []dns.EDNS0{v4(0, 0, 0, 0, 0)}},
+		{"ecs ipv6/0", in("www."+s, dns.TypeA), true, []dns.EDNS0{v6(0, "::")}},
+		{"ecs ipv4/24+ipv6/56", in("www."+s, dns.TypeA), true, []dns.EDNS0{v4(24, 192, 0, 2, 0), v6(56, "2001:db8::")}},
+		{"ecs ipv4/24+cookie", in("mail."+p, dns.TypeMX), false, []dns.EDNS0{
+			&dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"}, v4(24, 192, 0, 2, 0)}},
+		{"ecs ipv6/48", in("txt2k."+p, dns.TypeTXT), false, []dns.EDNS0{v6(48, "2001:db8:7::")}}, // truncated over UDP
+		{"ecs malformed: scope set", in("www."+p, dns.TypeA), false, []dns.EDNS0{local(optSubnet, "\x00\x01\x18\x18\xc0\x00\x02")}},
+		{"ecs malformed: ipv4/33", in("www."+s, dns.TypeA), true, []dns.EDNS0{local(optSubnet, "\x00\x01\x21\x00\xc0\x00\x02\x01\x00")}},
+		{"ecs malformed: bits past the prefix", in("www."+p, dns.TypeA), false, []dns.EDNS0{local(optSubnet, "\x00\x01\x14\x00\xc6\x33\x6f")}},
+		{"ecs malformed: family 3", in("www."+p, dns.TypeA), false, []dns.EDNS0{local(optSubnet, "\x00\x03\x00\x00")}},
+	}
+	for _, e := range subnets {
+		v := variant{name: "edns1232+" + e.desc, edns: true, size: 1232, do: e.do, opts: e.opts}
+		qs = append(qs, fromMsg(fmt.Sprintf("%s/%s %s", shortName(e.q.name), typeName(e.q.qtype), v.name), build(e.q, v), wellFormed))
+	}
+	{
+		// Signed: the subnet cannot be taken out without breaking the
+		// signature, so dotproxy refuses (RFC 7871 §7.1.1).
+		m := build(in("www."+p, dns.TypeA), variant{edns: true, size: 1232, opts: []dns.EDNS0{v4(24, 192, 0, 2, 0)}})
+		m.SetTsig("key.", dns.HmacSHA256, 300, 1700000000)
+		wire, _, err := dns.TsigGenerate(m, "c2VjcmV0c2VjcmV0", "", false)
+		if err != nil {
+			panic(err)
+		}
+		q := query{desc: "www." + p + "/A edns1232+ecs ipv4/24, TSIG-signed", wire: wire, kind: wellFormed}
+		q.fill()
+		q.subnet = keptSubnet
 		qs = append(qs, q)
 	}
 

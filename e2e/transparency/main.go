@@ -6,7 +6,7 @@
 // demand, or else one of dotproxy's documented own answers.
 //
 //	transparency zones DIR     write the zone data unbound serves
-//	transparency run -proxy ADDR -direct ADDR [-refused ADDR] [-dead ADDR]
+//	transparency run -proxy ADDR -direct ADDR [-refused ADDR] [-dead ADDR] [-subnet hide|pass] [-only-subnet]
 //
 // run prints one summary line and the first differences in full, and exits
 // 1 on any unintended difference, 2 on a broken set-up.
@@ -49,7 +49,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: transparency zones DIR | transparency list | transparency run -proxy ADDR -direct ADDR [-refused ADDR] [-dead ADDR]")
+	fmt.Fprintln(os.Stderr, "usage: transparency zones DIR | transparency list | transparency run -proxy ADDR -direct ADDR [-refused ADDR] [-dead ADDR] [-subnet hide|pass] [-only-subnet]")
 	os.Exit(2)
 }
 
@@ -92,10 +92,22 @@ func run(args []string) int {
 	show := fs.Int("show", 3, "differences shown in full")
 	verbose := fs.Bool("v", false, "print every verdict")
 	timeout := fs.Duration("timeout", 1500*time.Millisecond, "wait for one answer")
-	if err := fs.Parse(args); err != nil || *proxy == "" || *direct == "" {
+	subnet := fs.String("subnet", "hide", "the dotproxy's DOTPROXY_CLIENT_SUBNET: hide or pass")
+	onlySubnet := fs.Bool("only-subnet", false, "ask only the queries that carry an EDNS Client Subnet option")
+	if err := fs.Parse(args); err != nil || *proxy == "" || *direct == "" || *subnet != "hide" && *subnet != "pass" {
 		usage()
 	}
+	hide := *subnet == "hide"
 	qs := corpus()
+	if *onlySubnet {
+		var sub []query
+		for _, q := range qs {
+			if q.subnet != noSubnet {
+				sub = append(sub, q)
+			}
+		}
+		qs = sub
+	}
 	r := &runner{timeout: *timeout, nextID: 1}
 
 	// Warm the resolver's cache so that each comparison below sees the
@@ -116,10 +128,10 @@ func run(args []string) int {
 		d := r.ask("tcp", *direct, q.wire, r.id())
 		directs = append(directs, d)
 		results = append(results,
-			result{q: q, transport: "udp", via: "main", id: uid, got: gotU, v: compare(q, true, uid, gotU, d)},
-			result{q: q, transport: "tcp", via: "main", id: tid, got: gotT, v: compare(q, false, tid, gotT, d)})
+			result{q: q, transport: "udp", via: "main", id: uid, got: gotU, v: compare(q, true, hide, uid, gotU, d)},
+			result{q: q, transport: "tcp", via: "main", id: tid, got: gotT, v: compare(q, false, hide, tid, gotT, d)})
 	}
-	if bad := setupProblem(qs, directs); bad != "" {
+	if bad := setupProblem(qs, directs, *onlySubnet); bad != "" {
 		fmt.Println("transparency: set-up broken:", bad)
 		return 2
 	}
@@ -128,7 +140,10 @@ func run(args []string) int {
 	own := func(addr, via, rule string, rcode, every int) {
 		for i := 0; i < len(qs); i += every {
 			q := &qs[i]
-			if q.kind != wellFormed || q.question == nil {
+			// dotproxy answers a client subnet it cannot hide itself
+			// (FORMERR, REFUSED), whatever its upstream: no sample of
+			// its SERVFAIL.
+			if q.kind != wellFormed || q.question == nil || q.subnet >= malformedSubnet {
 				continue
 			}
 			for _, t := range []string{"udp", "tcp"} {
@@ -166,11 +181,18 @@ func run(args []string) int {
 
 // setupProblem catches a resolver that does not serve the corpus as meant
 // (every comparison could pass on SERVFAILs): the first plain and the first
-// signed question must resolve, the signed one with AD under DO.
-func setupProblem(qs []query, directs [][]byte) string {
+// signed question must resolve, the signed one with AD under DO; of the
+// client subnet queries alone, the first of each zone.
+func setupProblem(qs []query, directs [][]byte, onlySubnet bool) string {
 	probes := map[string]bool{ // desc: AD required
 		"www." + plainZone + "/A noedns":       false,
 		"www." + signedZone + "/A edns1232+do": true,
+	}
+	if onlySubnet {
+		probes = map[string]bool{
+			"www." + plainZone + "/A edns1232+ecs ipv4/24":  false,
+			"www." + signedZone + "/A edns1232+ecs ipv4/24": true,
+		}
 	}
 	for i, d := range directs {
 		needAD, ok := probes[qs[i].desc]
