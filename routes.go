@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"runtime"
 	"slices"
 	"strings"
 
@@ -112,7 +113,11 @@ func loadRoutes(environ []string) ([]routeConfig, error) {
 	}
 	byName := map[string]map[string]string{} // upper name to key to value
 	for k, v := range vars {
-		name, key, ok := routeVar(k)
+		spelt := k
+		if runtime.GOOS == "windows" {
+			spelt = strings.ToUpper(k) // as checkEnviron: names are not case-sensitive there
+		}
+		name, key, ok := routeVar(spelt)
 		if !ok || injected(k, v, vars) {
 			continue
 		}

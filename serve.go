@@ -91,7 +91,11 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, hup <-chan os.Sig
 		return err
 	}
 	if cfg.defaultUpstreams {
-		log.Warn(env("UPSTREAMS")+" is not set: every query goes to the built-in default resolvers "+
+		which := "every query"
+		if len(cfg.routes) > 0 {
+			which = "every query that no route takes"
+		}
+		log.Warn(env("UPSTREAMS")+" is not set: "+which+" goes to the built-in default resolvers "+
 			strings.Join(cfg.upstreamNames(), ", "), "upstreams", cfg.upstreamNames())
 	}
 	log.Info("dotproxy started", append(cfg.logAttrs(srv.Addrs(), metrics.Enabled()),

@@ -220,3 +220,18 @@ func TestNewRefuses(t *testing.T) {
 		})
 	}
 }
+
+// A zone transfer whose route's resolver cannot pass transfers on fails
+// with ErrNoTransfer, rather than going to another route's.
+func TestTransferWithoutTransferer(t *testing.T) {
+	r := newTestRouter(t, testRoutes)
+	m := new(dns.Msg)
+	m.SetAxfr("corp.example.")
+	wire, err := m.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Transfer(wire, time.Now().Add(time.Second), time.Second, nil); !errors.Is(err, ErrNoTransfer) {
+		t.Fatalf("Transfer = %v, want ErrNoTransfer", err)
+	}
+}
