@@ -1,7 +1,6 @@
 package emit
 
 import (
-	"slices"
 	"sync/atomic"
 	"time"
 
@@ -60,51 +59,43 @@ var (
 )
 
 func newUpstreamMetrics(e *Emitter, route, name string) *UpstreamMetrics {
-	n := e.names
-	// up names the upstream in every series: its route, if it has one,
-	// then itself; with tags after it, or before it.
-	var up []tag
-	if route != "" && (route != DefaultRoute || n.format != StatsD) {
-		up = append(up, tag{"route", route})
-	}
-	up = append(up, tag{"upstream", name})
-	with := func(tags ...tag) []tag { return append(slices.Clip(up), tags...) }
-	after := func(tags ...tag) []tag { return append(tags, up...) }
+	n := e.names.inRoute(route)
+	up := tag{"upstream", name}
 	m := &UpstreamMetrics{
 		e:          e,
 		name:       name,
-		latency:    n.series(mLatency, up...),
-		cxOpen:     n.series(mCxOpen, up...),
-		resent:     n.series(mResent, up...),
-		unmatched:  n.series(mUnmatched, up...),
-		mismatched: n.series(mMismatched, up...),
-		retry:      n.series(mRetry, up...),
-		hedge:      n.series(mHedge, up...),
-		cxActive:   n.series(mCxActive, up...),
-		inflight:   n.series(mInflight, up...),
-		health:     n.series(mHealthy, up...),
+		latency:    n.series(mLatency, up),
+		cxOpen:     n.series(mCxOpen, up),
+		resent:     n.series(mResent, up),
+		unmatched:  n.series(mUnmatched, up),
+		mismatched: n.series(mMismatched, up),
+		retry:      n.series(mRetry, up),
+		hedge:      n.series(mHedge, up),
+		cxActive:   n.series(mCxActive, up),
+		inflight:   n.series(mInflight, up),
+		health:     n.series(mHealthy, up),
 	}
 	m.healthy.Store(true)
 	for i, v := range []string{"false", "true"} {
-		m.handshake[i] = n.series(mHandshake, with(tag{"resumed", v})...)
+		m.handshake[i] = n.series(mHandshake, up, tag{"resumed", v})
 	}
 	for i, v := range []string{"down", "up"} {
-		m.healthChange[i] = n.series(mHealthChange, with(tag{"state", v})...)
+		m.healthChange[i] = n.series(mHealthChange, up, tag{"state", v})
 	}
 	for _, v := range closeReasons {
-		m.cxClose = append(m.cxClose, n.series(mCxClose, with(tag{"reason", v})...))
+		m.cxClose = append(m.cxClose, n.series(mCxClose, up, tag{"reason", v}))
 	}
 	for _, v := range stages {
-		m.cxError = append(m.cxError, n.series(mCxError, with(tag{"stage", v})...))
+		m.cxError = append(m.cxError, n.series(mCxError, up, tag{"stage", v}))
 	}
 	for _, t := range transports {
 		tt := tag{"transport", t}
 		byRcode := make([]series, 0, len(rcodes))
 		for _, rc := range rcodes {
-			byRcode = append(byRcode, n.series(mQuery, after(tt, tag{"rcode", rc})...))
+			byRcode = append(byRcode, n.series(mQuery, tt, tag{"rcode", rc}, up))
 		}
 		m.query = append(m.query, byRcode)
-		m.rtt = append(m.rtt, n.series(mQueryRTT, after(tt)...))
+		m.rtt = append(m.rtt, n.series(mQueryRTT, tt, up))
 	}
 	return m
 }
