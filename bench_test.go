@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -21,7 +22,8 @@ import (
 
 // startBenchProxy runs the whole proxy, as main wires it, in front of an echo
 // DoT server, and returns the address it serves and the server. Any other
-// DOTPROXY_* variable set in the environment applies.
+// DOTPROXY_* variable set in the environment applies. {upstream} in a value
+// of extra stands for the echo server.
 func startBenchProxy(b *testing.B, extra map[string]string) (string, *dottest.Server) {
 	b.Helper()
 	srv := dottest.Start(b, dottest.Options{Echo: true})
@@ -36,7 +38,7 @@ func startBenchProxy(b *testing.B, extra map[string]string) (string, *dottest.Se
 		"DOTPROXY_STATSD_ADDR": "",
 	}
 	for k, v := range extra {
-		env[k] = v
+		env[k] = strings.ReplaceAll(v, "{upstream}", srv.Addr+"#dns.test") // a route's upstreams
 	}
 	for k, v := range env {
 		// A setting already in the environment wins, so that a benchmark

@@ -85,6 +85,10 @@ type config struct {
 	// start-up says plainly where queries go. envconfig skips unexported
 	// fields.
 	defaultUpstreams bool
+
+	// routes are the DOTPROXY_ROUTE_<NAME>_* settings (routes.go), which
+	// envconfig cannot read: their names are the user's.
+	routes []routeConfig
 }
 
 // The defaults that are main's alone, for settings that no package reads:

@@ -43,8 +43,8 @@ func (e unknownSettingsError) Error() string {
 
 // checkEnviron returns an unknownSettingsError naming every variable of
 // environ (as os.Environ gives it) that starts with DOTPROXY_, in any case,
-// and is neither a setting nor one that an orchestrator injects on its own
-// (see injected).
+// and is neither a setting, known or a route's (see routeVar), nor one
+// that an orchestrator injects on its own (see injected).
 func checkEnviron(environ, known []string) error {
 	isKnown := make(map[string]bool, len(known))
 	for _, k := range known {
@@ -62,10 +62,11 @@ func checkEnviron(environ, known []string) error {
 		if runtime.GOOS == "windows" {
 			name = strings.ToUpper(k) // the names are not case-sensitive there
 		}
-		if !hasPrefixFold(k, envPrefix+"_") || isKnown[name] || injected(k, v, vars) {
+		_, _, isRoute := routeVar(name)
+		if !hasPrefixFold(k, envPrefix+"_") || isKnown[name] || isRoute || injected(k, v, vars) {
 			continue
 		}
-		bad = append(bad, unknownSetting{name: k, near: nearest(k, known)})
+		bad = append(bad, unknownSetting{name: k, near: nearest(k, append(slices.Clip(known), routeNear(k)...))})
 	}
 	if len(bad) == 0 {
 		return nil

@@ -55,7 +55,8 @@ func loadConfig() (*config, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkEnviron(os.Environ(), known); err != nil {
+	environ := os.Environ()
+	if err := checkEnviron(environ, known); err != nil {
 		return nil, err
 	}
 	c := defaultConfig()
@@ -66,6 +67,9 @@ func loadConfig() (*config, error) {
 		if errors.As(err, &pe) {
 			return nil, &settingError{key: pe.KeyName, value: pe.Value, err: unwrapAll(pe.Err)}
 		}
+		return nil, err
+	}
+	if c.routes, err = loadRoutes(environ); err != nil {
 		return nil, err
 	}
 	if err := c.validate(); err != nil {
@@ -115,6 +119,9 @@ func (c *config) validate() error {
 	}
 	if err := c.emitConfig(nil).Validate(); err != nil {
 		return at.packageError(err, c.emitFields())
+	}
+	if err := c.checkRoutes(); err != nil {
+		return err
 	}
 	return c.checkRules(at)
 }

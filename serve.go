@@ -13,6 +13,7 @@ import (
 	"github.com/dotproxy/dotproxy/balance"
 	"github.com/dotproxy/dotproxy/emit"
 	"github.com/dotproxy/dotproxy/proxy"
+	"github.com/dotproxy/dotproxy/route"
 	"github.com/dotproxy/dotproxy/upstream"
 	"github.com/lmittmann/tint"
 )
@@ -28,6 +29,11 @@ var (
 	// Zone transfers over TCP pass through whole only if the balancer
 	// can pass them on; without it they get NOTIMP.
 	_ proxy.Transferer = (*balance.Balancer)(nil)
+	// With routes, a Router stands between the proxy and the balancers.
+	_ proxy.Resolver   = (*route.Router)(nil)
+	_ proxy.Transferer = (*route.Router)(nil)
+	_ route.Resolver   = (*balance.Balancer)(nil)
+	_ route.Transferer = (*balance.Balancer)(nil)
 )
 
 // serve wires the packages together, serves until ctx is done, then shuts
@@ -48,12 +54,11 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, hup <-chan os.Sig
 		}
 	}
 	var (
-		pools     []*upstream.Pool
-		bal       *balance.Balancer
+		ups       upstreams
 		recycling sync.WaitGroup
 	)
 	defer func() {
-		if !closeUpstreams(pools, bal, &recycling, upstreamCloseWait) {
+		if !closeUpstreams(ups.pools, ups.bals, &recycling, upstreamCloseWait) {
 			log.Warn("upstream connections still closing at the stop deadline were left to the exit",
 				"waited", upstreamCloseWait.String())
 		}
@@ -73,24 +78,12 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, hup <-chan os.Sig
 			return fmt.Errorf("%s: %w", env("TLS_CA_FILE"), err)
 		}
 	}
-	members := make([]balance.Member, 0, len(cfg.Upstreams))
-	for _, spec := range cfg.Upstreams {
-		// An upstream's one identity, from its pool to the metrics of the
-		// answers it gives: bound here, handed along with it.
-		um := metrics.Upstream(spec.Addr)
-		p, err := upstream.New(cfg.upstreamConfig(spec, roots, um, log))
-		if err != nil {
-			return err
-		}
-		um.Watch(p)
-		pools = append(pools, p)
-		members = append(members, balance.Member{Upstream: p, Observer: um})
-	}
-	if bal, err = balance.New(members, cfg.balanceConfig()); err != nil {
+	resolver, err := ups.build(cfg, metrics, roots, log)
+	if err != nil {
 		return err
 	}
 
-	srv, err := proxy.New(cfg.proxyConfig(bal, metrics.Proxy(), log))
+	srv, err := proxy.New(cfg.proxyConfig(resolver, metrics.Proxy(), log))
 	if err != nil {
 		return err
 	}
@@ -98,10 +91,15 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, hup <-chan os.Sig
 		return err
 	}
 	if cfg.defaultUpstreams {
-		log.Warn(env("UPSTREAMS")+" is not set: every query goes to the built-in default resolvers "+
+		which := "every query"
+		if len(cfg.routes) > 0 {
+			which = "every query that no route takes"
+		}
+		log.Warn(env("UPSTREAMS")+" is not set: "+which+" goes to the built-in default resolvers "+
 			strings.Join(cfg.upstreamNames(), ", "), "upstreams", cfg.upstreamNames())
 	}
-	log.Info("dotproxy started", append(cfg.logAttrs(srv.Addrs(), metrics.Enabled()), "memory_limit_mib", memLimit>>20)...)
+	log.Info("dotproxy started", append(cfg.logAttrs(srv.Addrs(), metrics.Enabled()),
+		"memory_limit_mib", memLimit>>20, "routes", cfg.routeAttrs())...)
 	if ready != nil {
 		ready(srv.Addrs())
 	}
@@ -110,7 +108,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, hup <-chan os.Sig
 		select {
 		case <-ctx.Done():
 		case <-hup:
-			recycling.Go(func() { recycle(pools, log) })
+			recycling.Go(func() { recycle(ups.pools, log) })
 		}
 	}
 	log.Info("shutting down: answering the queries in flight", "why", context.Cause(ctx).Error())
@@ -120,6 +118,73 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, hup <-chan os.Sig
 		log.Warn("queries still in flight at the shutdown deadline were cancelled")
 	}
 	return nil
+}
+
+// upstreams are the pools and balancers serve builds, one balancer a
+// route, the default route's first, and closes when it stops.
+type upstreams struct {
+	pools []*upstream.Pool
+	bals  []*balance.Balancer
+}
+
+// build wires the default route and each configured route, and returns
+// what the proxy sends queries to: with no route, the default route's
+// balancer itself, so that nothing stands between; otherwise a Router over
+// every route's balancer.
+func (u *upstreams) build(cfg *config, metrics *emit.Emitter, roots *x509.CertPool, log *slog.Logger) (proxy.Resolver, error) {
+	def, err := u.group(cfg, metrics, roots, log, emit.DefaultRoute, cfg.Upstreams, cfg.Policy)
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.routes) == 0 {
+		return def, nil
+	}
+	routes := make([]route.Route, 0, len(cfg.routes))
+	for i := range cfg.routes {
+		r := &cfg.routes[i]
+		bal, err := u.group(cfg, metrics, roots, log, r.name, r.upstreams, cfg.routePolicy(r))
+		if err != nil {
+			return nil, err
+		}
+		routes = append(routes, route.Route{Name: r.name, Suffixes: r.domains, Resolver: bal})
+	}
+	router, err := route.New(def, routes)
+	if err != nil {
+		return nil, err
+	}
+	return router, nil
+}
+
+// group builds a pool for each upstream of the route called name and a
+// balancer over them, with the shared balance settings and policy. Each
+// route has pools of its own, even for an upstream another route lists
+// too, so that health, retries and probes stay within the route.
+func (u *upstreams) group(cfg *config, metrics *emit.Emitter, roots *x509.CertPool, log *slog.Logger,
+	name string, specs upstreamList, policy balance.Policy) (*balance.Balancer, error) {
+	members := make([]balance.Member, 0, len(specs))
+	for _, spec := range specs {
+		// An upstream's one identity, from its pool to the metrics of the
+		// answers it gives: bound here, handed along with it.
+		um := metrics.RouteUpstream(name, spec.Addr)
+		p, err := upstream.New(cfg.upstreamConfig(spec, roots, um, log))
+		if err != nil {
+			return nil, err
+		}
+		um.Watch(p)
+		u.pools = append(u.pools, p)
+		members = append(members, balance.Member{Upstream: p, Observer: um})
+	}
+	bc := cfg.balanceConfig()
+	bc.Policy = policy
+	// The proxy's SERVFAIL for a query none of these answered counts
+	// against the route.
+	bc.Unanswered = metrics.RouteUpstream(name, "")
+	bal, err := balance.New(members, bc)
+	if err != nil {
+		return nil, err
+	}
+	u.bals = append(u.bals, bal)
+	return bal, nil
 }
 
 // recycle answers SIGHUP. Settings are not reloaded, since they come only

@@ -40,11 +40,11 @@ const _ = uint(time.Second - answerGrace - upstreamCloseWait - metricsCloseWait 
 // The log flush fits the exit's room.
 const _ = uint(exitRoom - logFlushWait)
 
-// closeUpstreams closes the pools, all at once, then the balancer, once
-// the recycling under way has ended, and reports whether that was done
-// within wait. Past it the closing goes on in the background, until the
-// process exits.
-func closeUpstreams(pools []*upstream.Pool, bal *balance.Balancer, recycling *sync.WaitGroup, wait time.Duration) bool {
+// closeUpstreams closes the pools, all at once, then the balancers (one a
+// route), once the recycling under way has ended, and reports whether that
+// was done within wait. Past it the closing goes on in the background,
+// until the process exits.
+func closeUpstreams(pools []*upstream.Pool, bals []*balance.Balancer, recycling *sync.WaitGroup, wait time.Duration) bool {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -54,9 +54,9 @@ func closeUpstreams(pools []*upstream.Pool, bal *balance.Balancer, recycling *sy
 			wg.Go(func() { p.Close() })
 		}
 		wg.Wait()
-		// The pools first: the probes and hedged attempts that the
+		// The pools first: the probes and hedged attempts that a
 		// balancer's Close waits for then end at once.
-		if bal != nil {
+		for _, bal := range bals {
 			bal.Close()
 		}
 	}()

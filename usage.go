@@ -30,6 +30,7 @@ Usage:
 	funcs := template.FuncMap{"kind": kindOf, "text": settingText, "describe": describe}
 	tmpl := template.Must(template.New("usage").Funcs(funcs).Parse(usageFormat))
 	_ = envconfig.Usaget(envPrefix, defaultConfig(), w, tmpl)
+	fmt.Fprint(w, routesUsage)
 	fmt.Fprintln(w, "\nThe Datadog client also reads DD_AGENT_HOST, DD_DOGSTATSD_URL, DD_ENV, DD_SERVICE and DD_VERSION.")
 }
 

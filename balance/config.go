@@ -49,6 +49,13 @@ type Config struct {
 	// copy goes to a second upstream; the first answer wins, and the other
 	// attempt's answer is dropped when it comes. Zero turns hedging off.
 	HedgeAfter time.Duration
+	// Unanswered names the Balancer to whoever it fails: it is handed to
+	// the Finisher, as the upstream, with the error of a query that no
+	// upstream answered, and returned by Transfer with the error of a
+	// transfer that none passed on. main gives each route's Balancer its
+	// route's metrics, so that the SERVFAILs that follow count against the
+	// route. Nil hands back nil.
+	Unanswered fmt.Stringer
 
 	// ProbeName is the name queried, type NS, to probe an upstream that is
 	// down. Any answer, whatever its rcode, brings the upstream back.

@@ -8,7 +8,8 @@ import (
 )
 
 // Finisher receives the end of a query sent by Balancer.Start: the answer
-// and the Observer of the upstream that gave it, or the error. It is an
+// and the Observer of the upstream that gave it, or the error with
+// Config.Unanswered. It is an
 // alias of an unnamed interface, so that the package that hands queries in
 // names the same type without importing this one.
 type Finisher = interface {
@@ -49,7 +50,7 @@ func (b *Balancer) Flush() {
 func (b *Balancer) start(query []byte, deadline time.Time, fin Finisher, hold bool) {
 	now := time.Now()
 	if !now.Before(deadline) {
-		fin.Resolved(nil, nil, errDeadline)
+		fin.Resolved(nil, b.cfg.Unanswered, errDeadline)
 		return
 	}
 	r := runs.Get().(*run)
@@ -159,7 +160,7 @@ func (a *attempt) ExchangeDone(answer []byte, err error) {
 		return
 	case r.pending == 0 || r.pending == 1 && r.hedgeArmed:
 		// Nothing else is out to answer: this error is the query's.
-		r.unlockAndFinish(nil, nil, err)
+		r.unlockAndFinish(nil, b.cfg.Unanswered, err)
 		return
 	}
 	r.unlockAndRecycle()

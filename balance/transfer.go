@@ -22,9 +22,9 @@ var errNoTransfer = errors.New("balance: upstream does not pass zone transfers o
 // failed attempt goes to another upstream, up to MaxRetries times, as
 // Resolve's do; once a message has been handed on, an error ends it, since
 // the client holds part of a transfer. It returns the upstream that
-// answered. Transfers leave the upstreams' health alone: one long stream
-// says little about how a resolver answers queries. It implements
-// proxy.Transferer.
+// answered, or Config.Unanswered when none did. Transfers leave the
+// upstreams' health alone: one long stream says little about how a
+// resolver answers queries. It implements proxy.Transferer.
 func (b *Balancer) Transfer(query []byte, deadline time.Time, idle time.Duration, each func(msg []byte) error) (fmt.Stringer, error) {
 	var tried uint64
 	err := errDeadline
@@ -32,7 +32,7 @@ func (b *Balancer) Transfer(query []byte, deadline time.Time, idle time.Duration
 		h := b.choose(&tried)
 		t, ok := h.up.(Transferer)
 		if !ok {
-			return nil, fmt.Errorf("%s: %w", h.obs, errNoTransfer)
+			return b.cfg.Unanswered, fmt.Errorf("%s: %w", h.obs, errNoTransfer)
 		}
 		if n > 0 {
 			h.obs.Retried()
@@ -44,5 +44,5 @@ func (b *Balancer) Transfer(query []byte, deadline time.Time, idle time.Duration
 		}
 		err = fmt.Errorf("%s: %w", h.obs, err)
 	}
-	return nil, err
+	return b.cfg.Unanswered, err
 }

@@ -9,6 +9,8 @@
 // other packages:
 //
 //   - [Emitter.Upstream] returns the [upstream.Observer] of one upstream,
+//     and [Emitter.RouteUpstream] that of one upstream of a route, tagged
+//     with the route's name,
 //   - [Emitter.Proxy] returns the [proxy.Observer],
 //   - [Emitter.Balance] returns the [balance.Observer].
 //

@@ -60,7 +60,7 @@ type Emitter struct {
 	// upsMu serialises additions to ups. Readers load ups without it; a map
 	// in ups is never written after it is stored.
 	upsMu sync.Mutex
-	ups   atomic.Pointer[map[string]*UpstreamMetrics]
+	ups   atomic.Pointer[map[upstreamKey]*UpstreamMetrics]
 
 	stop         chan struct{} // closed by Close to stop the gauge loop
 	done         chan struct{} // closed when the gauge loop has returned
@@ -100,7 +100,7 @@ func New(cfg Config) (*Emitter, error) {
 		e.sink.Store(&sinkRef{c})
 		e.client = c
 	}
-	e.ups.Store(&map[string]*UpstreamMetrics{})
+	e.ups.Store(&map[upstreamKey]*UpstreamMetrics{})
 	e.proxy = newProxyMetrics(e)
 	if e.client == nil {
 		close(e.done)
@@ -157,23 +157,43 @@ func (e *Emitter) Proxy() *ProxyMetrics { return &e.proxy }
 // balancer (balance.Member.Observer), which hands it back with each answer,
 // so that every layer's events land in the same series with no lookup.
 // Call it while wiring, before queries flow: building an observer allocates
-// its series.
-func (e *Emitter) Upstream(name string) *UpstreamMetrics {
-	if m, ok := (*e.ups.Load())[name]; ok {
+// its series. Its series carry no route tag; see RouteUpstream.
+func (e *Emitter) Upstream(name string) *UpstreamMetrics { return e.RouteUpstream("", name) }
+
+// DefaultRoute is the route tag of the upstreams that take the queries no
+// route takes (DOTPROXY_UPSTREAMS). In statsd format it adds no word to a
+// name, so that a dotproxy without routes keeps the names it had.
+const DefaultRoute = "default"
+
+// upstreamKey identifies an upstream's metrics: the same resolver in two
+// routes is two upstreams, with a pool and health each.
+type upstreamKey struct{ route, name string }
+
+// RouteUpstream is Upstream for the upstream called name in the route
+// called route, whose series carry a route tag: in statsd format, one more
+// word before the upstream's, except for DefaultRoute. An empty route adds
+// no tag. With an empty name it is the route's own: the series of the
+// SERVFAILs that the proxy makes when none of the route's upstreams
+// answered, which the route's balancer hands back with the error, so that
+// they are counted against the route (tagged upstream:none); it sends no
+// gauges.
+func (e *Emitter) RouteUpstream(route, name string) *UpstreamMetrics {
+	key := upstreamKey{route, name}
+	if m, ok := (*e.ups.Load())[key]; ok {
 		return m
 	}
 	e.upsMu.Lock()
 	defer e.upsMu.Unlock()
 	old := *e.ups.Load()
-	if m, ok := old[name]; ok {
+	if m, ok := old[key]; ok {
 		return m
 	}
-	m := newUpstreamMetrics(e, name)
-	next := make(map[string]*UpstreamMetrics, len(old)+1)
+	m := newUpstreamMetrics(e, route, name)
+	next := make(map[upstreamKey]*UpstreamMetrics, len(old)+1)
 	for k, v := range old {
 		next[k] = v
 	}
-	next[name] = m
+	next[key] = m
 	e.ups.Store(&next)
 	return m
 }

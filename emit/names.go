@@ -156,12 +156,31 @@ type series struct {
 type namer struct {
 	format Format
 	prefix string
+	// route, when set, is the route tag that goes just before every
+	// upstream tag (see inRoute).
+	route string
+}
+
+// inRoute returns n for the series of an upstream of the route called
+// route: each gets a route tag just before its upstream tag, so that in
+// statsd format the route's word comes before the upstream's. An empty
+// route adds none, and nor does DefaultRoute in statsd format, so that the
+// names of a dotproxy without routes stay as they were.
+func (n namer) inRoute(route string) namer {
+	if route == DefaultRoute && n.format == StatsD {
+		route = ""
+	}
+	n.route = route
+	return n
 }
 
 // series returns metric with tags, formatted. In dogstatsd format the tags
 // become "key:value" strings. In statsd format each tag's value, sanitised,
 // is appended to the name as one more dotted word, in the order given.
 func (n namer) series(metric string, tags ...tag) series {
+	if n.route != "" {
+		tags = withRoute(tags, n.route)
+	}
 	name := n.prefix + "." + metric
 	if n.format == StatsD {
 		for _, t := range tags {
@@ -174,6 +193,19 @@ func (n namer) series(metric string, tags ...tag) series {
 		s.tags = append(s.tags, t.key+":"+tagValue(t.value))
 	}
 	return s
+}
+
+// withRoute returns tags with a route tag inserted before each upstream
+// tag, in a new slice.
+func withRoute(tags []tag, route string) []tag {
+	out := make([]tag, 0, len(tags)+1)
+	for _, t := range tags {
+		if t.key == "upstream" {
+			out = append(out, tag{"route", route})
+		}
+		out = append(out, t)
+	}
+	return out
 }
 
 // foldValue makes v one word of a statsd metric name: every byte other

@@ -58,8 +58,8 @@ var (
 	_ balance.Observer  = (*UpstreamMetrics)(nil)
 )
 
-func newUpstreamMetrics(e *Emitter, name string) *UpstreamMetrics {
-	n := e.names
+func newUpstreamMetrics(e *Emitter, route, name string) *UpstreamMetrics {
+	n := e.names.inRoute(route)
 	up := tag{"upstream", name}
 	m := &UpstreamMetrics{
 		e:          e,
@@ -164,9 +164,10 @@ func (m *UpstreamMetrics) HealthChanged(up bool) {
 func (m *UpstreamMetrics) count(s series) { _ = m.e.out().Count(s.name, 1, s.tags, 1) }
 
 // sendGauges sends the health gauge, and the pool gauges once Watch has
-// been called. The upstream of the proxy's own replies has no gauges.
+// been called. The upstream of the proxy's own replies, a route's included
+// (unnamed), has no gauges.
 func (m *UpstreamMetrics) sendGauges() {
-	if m == m.e.proxy.self {
+	if m.name == "" {
 		return
 	}
 	healthy := 0.0

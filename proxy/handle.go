@@ -75,7 +75,9 @@ func (s *Server) finish(t Transport, client netip.Addr, q *dnsmsg.Query, querySi
 			s.log.Debug("query failed", "client", client, "transport", string(t),
 				"question", dnsmsg.QuestionString(q.Question), "reason", string(reason), "err", err.Error())
 		}
-		return s.reply(t, client, q, nil, dnsmsg.Reply(q, dnsmsg.RcodeServFail), arrived, querySize)
+		// from, if the resolver names itself with the error (a route),
+		// is who this SERVFAIL is counted against.
+		return s.reply(t, client, q, from, dnsmsg.Reply(q, dnsmsg.RcodeServFail), arrived, querySize)
 	}
 	if t == UDP && len(answer) > q.MaxUDPAnswer() {
 		s.obs.Truncated()

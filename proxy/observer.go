@@ -40,7 +40,8 @@ const (
 // called on the query path and must not block.
 type Observer interface {
 	// Answered reports a reply sent to a client: the upstream that answered,
-	// as the Resolver returned it (nil for the proxy's own replies), the
+	// as the Resolver returned it (nil for the proxy's own replies; for its
+	// SERVFAIL, what the Resolver returned with the error), the
 	// reply's rcode, the time from the query's arrival to the reply's
 	// departure, and both sizes in bytes.
 	Answered(t Transport, upstream fmt.Stringer, rcode int, rtt time.Duration, querySize, answerSize int)

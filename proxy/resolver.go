@@ -28,7 +28,9 @@ type Resolver interface {
 }
 
 // Finisher receives the end of a query sent by Resolver.Start: the answer
-// and the upstream that gave it, or the error. The proxy hands upstream to
+// and the upstream that gave it, or the error, with nil or with what the
+// Resolver names itself by (a route's balancer does), which the proxy's
+// SERVFAIL is then counted against. The proxy hands upstream to
 // its Observer as it is, so that per-upstream metrics are found on the
 // value itself, bound when the upstream was built, not looked up by name on
 // every query. It is an alias of an unnamed interface, so that a Resolver

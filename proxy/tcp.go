@@ -220,7 +220,7 @@ func (s *Server) transfer(w *replyWriter, client netip.Addr, q *dnsmsg.Query, ms
 		if err == nil {
 			err = errNoTransferAnswer // a Transferer that handed nothing on
 		}
-		w.send(s.finish(TCP, client, q, len(msg), arrived, deadline, nil, nil, err))
+		w.send(s.finish(TCP, client, q, len(msg), arrived, deadline, nil, from, err))
 	case err != nil:
 		s.obs.Failed(TCP, FailUpstream)
 		if s.debug {
