@@ -156,9 +156,9 @@ their DOTPROXY_* variables; env adds the rest as given.
 {{- end -}}
 {{- end -}}
 {{- $transport := include "dotproxy.statsdTransport" . -}}
-{{- if eq $transport "hostUDP" }}
-# Not a dotproxy setting (no DOTPROXY_ prefix): it names the node's address
-# for DOTPROXY_STATSD_ADDR below.
+{{- if has $transport (list "hostUDP" "address") }}
+# Not a dotproxy setting (no DOTPROXY_ prefix): the node's address, for
+# DOTPROXY_STATSD_ADDR below ($(NODE_IP) in statsd.address too).
 - name: NODE_IP
   valueFrom:
     fieldRef:
