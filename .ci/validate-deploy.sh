@@ -148,6 +148,26 @@ ecs_wiring() {
 	' "$ECS" >/dev/null
 }
 check "ECS: DogStatsD over the shared socket, health check, logs, non-root on 53" ecs_wiring
+# The drain (issue 17): DOTPROXY_LAMEDUCK set, and ECS's SIGKILL comes after
+# dotproxy has stopped by itself (lameduck + DOTPROXY_QUERY_TIMEOUT + 1 s).
+# The container health check is liveness: ECS replaces a task that fails it,
+# which must not happen to every task while the upstreams are down.
+ecs_drain() {
+	jq -e '
+		def secs: if test("^[0-9]+s$") then .[:-1] | tonumber else error("want whole seconds: \(.)") end;
+		(.containerDefinitions[] | select(.name == "dotproxy")) as $d
+		| ($d.environment | map({(.name): .value}) | add) as $env
+		| (($env.DOTPROXY_LAMEDUCK // "0s") | secs) as $lameduck
+		| (($env.DOTPROXY_QUERY_TIMEOUT // "4s") | secs) as $query
+		| ($lameduck > 0) and ($d.stopTimeout > $lameduck + $query + 1)
+		and ($d.healthCheck.command == ["CMD", "/dotproxy", "healthcheck"])
+	' "$1" >/dev/null
+}
+check "ECS: stopTimeout outlasts lameduck + query timeout + 1 s; the health check is liveness" ecs_drain "$ECS"
+jq '(.containerDefinitions[] | select(.name == "dotproxy") | .stopTimeout) = 10' "$ECS" >"$TMP/bad-ecs-stop.json"
+check "ECS: a stopTimeout shorter than the drain is caught" fails ecs_drain "$TMP/bad-ecs-stop.json"
+jq '(.containerDefinitions[] | select(.name == "dotproxy") | .healthCheck.command) += ["-ready"]' "$ECS" >"$TMP/bad-ecs-ready.json"
+check "ECS: a readiness container health check is caught" fails ecs_drain "$TMP/bad-ecs-ready.json"
 
 # ---------------------------------------------------------------------------
 section "deploy/nomad"
@@ -164,6 +184,36 @@ nomad_wiring() {
 		grep -qF 'DOTPROXY_STATSD_ADDR = "$''{attr.unique.network.ip-address}' "$NOMAD"
 }
 check "Nomad: service job, docker driver, healthcheck, node-local statsd" nomad_wiring
+# The drain (issue 17): dotproxy's lameduck drains, shutdown_delay stays 0
+# so that the two do not add up, and kill_timeout outlasts lameduck +
+# DOTPROXY_QUERY_TIMEOUT (4 s) + 1 s.
+nomad_seconds() { sed -nE "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*\"([0-9]+)s\"[[:space:]]*$/\1/p" "$2"; }
+nomad_drain() {
+	local lameduck kill delay
+	lameduck=$(nomad_seconds DOTPROXY_LAMEDUCK "$1")
+	kill=$(nomad_seconds kill_timeout "$1")
+	delay=$(nomad_seconds shutdown_delay "$1")
+	[ -n "$lameduck" ] && [ -n "$kill" ] && [ "$lameduck" -gt 0 ] && [ "${delay:-0}" -eq 0 ] &&
+		[ "$kill" -gt $((lameduck + 4 + 1)) ]
+}
+check "Nomad: kill_timeout outlasts lameduck + query timeout + 1 s; no shutdown_delay on top" nomad_drain "$NOMAD"
+sed -E 's/kill_timeout( *)= "15s"/kill_timeout\1= "8s"/' "$NOMAD" >"$TMP/bad-kill.nomad.hcl"
+check "Nomad: a kill_timeout shorter than the drain is caught" fails nomad_drain "$TMP/bad-kill.nomad.hcl"
+sed -E 's/shutdown_delay( *)= "0s"/shutdown_delay\1= "5s"/' "$NOMAD" >"$TMP/bad-delay.nomad.hcl"
+check "Nomad: a shutdown_delay on top of the lameduck is caught" fails nomad_drain "$TMP/bad-delay.nomad.hcl"
+# Readiness (-ready) gates Consul and deployments; only liveness restarts.
+nomad_checks() {
+	grep -Eq 'args += \["healthcheck", "-ready"\]' "$1" &&
+		awk '
+			/^[[:space:]]*check[[:space:]]*\{/ { args = "" }
+			/^[[:space:]]*args[[:space:]]*=/ { args = $0 }
+			/^[[:space:]]*check_restart[[:space:]]*\{/ { n++; if (args !~ /\["healthcheck"\]/) bad = 1 }
+			END { exit !(n == 1 && !bad) }
+		' "$1"
+}
+check "Nomad: a readiness check, and check_restart on the liveness check only" nomad_checks "$NOMAD"
+awk '/args += \["healthcheck", "-ready"\]/ { print; print "        check_restart {"; print "          limit = 3"; print "        }"; next } { print }' "$NOMAD" >"$TMP/bad-restart.nomad.hcl"
+check "Nomad: check_restart on the readiness check is caught" fails nomad_checks "$TMP/bad-restart.nomad.hcl"
 
 # ---------------------------------------------------------------------------
 section "deploy/systemd"

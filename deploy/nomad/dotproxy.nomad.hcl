@@ -1,5 +1,6 @@
 # dotproxy as a Nomad service: two replicas on different nodes, each bound to
-# port 53 of its node, health-checked with the binary's own healthcheck, and
+# port 53 of its node, checked with the binary's own health checks (ready
+# and alive), draining for DOTPROXY_LAMEDUCK on stop, and
 # sending metrics to the statsd/DogStatsD agent that runs on every node
 # (for example the Datadog agent as a system job, or a host install,
 # listening on the node's address at 8125/udp).
@@ -66,15 +67,31 @@ job "dotproxy" {
       port = "dns"
       tags = ["dns"]
 
-      # A script check runs inside the task, so it asks the proxy exactly as a
-      # client would. Script checks need the Consul service provider.
+      # Script checks run inside the task, so they ask the proxy exactly as
+      # a client would; they need the Consul service provider.
+      #
+      # Readiness gates traffic: Consul lists the replica as passing, and a
+      # deployment counts a new allocation healthy, only while it can answer
+      # now (an upstream answers, and it is not draining). No restart: a
+      # restart does not bring an upstream back.
       check {
-        name     = "dotproxy healthcheck"
+        name     = "dotproxy ready"
+        type     = "script"
+        command  = "/dotproxy"
+        args     = ["healthcheck", "-ready"]
+        interval = "10s"
+        timeout  = "6s"
+      }
+
+      # Liveness restarts a replica whose process no longer answers at all
+      # (SERVFAIL still counts as an answer).
+      check {
+        name     = "dotproxy alive"
         type     = "script"
         command  = "/dotproxy"
         args     = ["healthcheck"]
         interval = "15s"
-        timeout  = "5s"
+        timeout  = "6s"
 
         check_restart {
           limit = 3
@@ -103,11 +120,20 @@ job "dotproxy" {
         DOTPROXY_STATSD_ADDR = "${attr.unique.network.ip-address}:${var.statsd_port}"
         DOTPROXY_LOG_LEVEL   = "info"
         DOTPROXY_LOG_FORMAT  = "json"
+        # The drain: on SIGTERM dotproxy still answers for this long, for
+        # clients that learnt this address before Consul dropped it, then
+        # finishes what is in flight (DOTPROXY_QUERY_TIMEOUT, 4 s) and
+        # exits within a second more.
+        DOTPROXY_LAMEDUCK = "5s"
       }
 
-      # Give in-flight queries time to finish after SIGTERM.
-      kill_signal  = "SIGTERM"
-      kill_timeout = "30s"
+      # Nomad removes the service from Consul, then signals at once: the
+      # lameduck above does the draining, not shutdown_delay, so the two
+      # never add up. kill_timeout covers lameduck + query timeout + 1 s
+      # (10 s) with room to spare before SIGKILL.
+      shutdown_delay = "0s"
+      kill_signal    = "SIGTERM"
+      kill_timeout   = "15s"
 
       logs {
         max_files     = 5
