@@ -171,3 +171,6 @@ func joinStrings(rdata []byte) ([]byte, bool) {
 	}
 	return out, len(rdata) > 0
 }
+
+// Opcode returns the query's opcode: 0 for a standard query.
+func (q *Query) Opcode() int { return int(q.Flags&opcodeMask) >> 11 }
