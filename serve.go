@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/dotproxy/dotproxy/balance"
 	"github.com/dotproxy/dotproxy/emit"
@@ -89,8 +90,14 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, hup <-chan os.Sig
 	if bal, err = balance.New(members, cfg.balanceConfig()); err != nil {
 		return err
 	}
+	readiness := newReadiness(bal, log)
+	readiness.watch()
+	defer readiness.stop()
 
-	srv, err := proxy.New(cfg.proxyConfig(bal, metrics.Proxy(), log))
+	pcfg := cfg.proxyConfig(bal, metrics.Proxy(), log)
+	pcfg.Status = &statusSource{started: time.Now(), ready: readiness,
+		routes: []statusRoute{{name: defaultRoute, bal: bal, pools: pools}}}
+	srv, err := proxy.New(pcfg)
 	if err != nil {
 		return err
 	}
@@ -113,6 +120,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, hup <-chan os.Sig
 			recycling.Go(func() { recycle(pools, log) })
 		}
 	}
+	readiness.drain(cfg.Lameduck, context.Cause(ctx).Error())
 	log.Info("shutting down: answering the queries in flight", "why", context.Cause(ctx).Error())
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.QueryTimeout+answerGrace)
 	defer cancel()
