@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dotproxy/dotproxy/proxy"
 	"github.com/miekg/dns"
@@ -192,4 +193,49 @@ func nonLoopbackAddr(t *testing.T) netip.Addr {
 	}
 	t.Skip("this host has no IPv4 address but loopback")
 	return netip.Addr{}
+}
+
+// TestMalformedStatusQueries: a status question that does not parse is
+// answered FORMERR like any other, one with QR set is dropped, and
+// neither goes anywhere.
+func TestMalformedStatusQueries(t *testing.T) {
+	r := &echoResolver{}
+	_, addr, obs := start(t, r, func(c *proxy.Config) { c.Status = lines{"x"} })
+	good, err := chaos(proxy.StatusName, dns.TypeTXT).Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	twoQuestions := append([]byte(nil), good...)
+	twoQuestions[5] = 2 // QDCOUNT 2, one question there
+	cut := good[:len(good)-1]
+	for name, q := range map[string][]byte{"two questions": twoQuestions, "cut in the class": cut} {
+		reply := rawUDP(t, addr, q, 10*time.Second)
+		if len(reply) < 12 || reply[3]&0xF != dns.RcodeFormatError {
+			t.Fatalf("%s: %x, want FORMERR", name, reply)
+		}
+	}
+	response := append([]byte(nil), good...)
+	response[2] |= 0x80
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write(response); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case reason := <-obs.drops:
+		if reason != proxy.DropResponse {
+			t.Fatalf("dropped as %s", reason)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a status question with QR set was not dropped")
+	}
+	if n := len(r.queries()); n != 0 {
+		t.Fatalf("the resolver saw %d queries", n)
+	}
+	if got := obs.snapshot().malformed; got != 2 {
+		t.Fatalf("%d malformed counted, want 2", got)
+	}
 }
