@@ -90,12 +90,12 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, hup <-chan os.Sig
 	if bal, err = balance.New(members, cfg.balanceConfig()); err != nil {
 		return err
 	}
-	readiness := newReadiness(bal, log)
-	readiness.watch()
-	defer readiness.stop()
+	readyState := newReadiness(bal, log)
+	readyState.watch()
+	defer readyState.stop()
 
 	pcfg := cfg.proxyConfig(bal, metrics.Proxy(), log)
-	pcfg.Status = &statusSource{started: time.Now(), ready: readiness,
+	pcfg.Status = &statusSource{started: time.Now(), ready: readyState,
 		routes: []statusRoute{{name: defaultRoute, bal: bal, pools: pools}}}
 	srv, err := proxy.New(pcfg)
 	if err != nil {
@@ -120,7 +120,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, hup <-chan os.Sig
 			recycling.Go(func() { recycle(pools, log) })
 		}
 	}
-	readiness.drain(cfg.Lameduck, context.Cause(ctx).Error())
+	readyState.drain(cfg.Lameduck, context.Cause(ctx).Error())
 	log.Info("shutting down: answering the queries in flight", "why", context.Cause(ctx).Error())
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.QueryTimeout+answerGrace)
 	defer cancel()
