@@ -29,6 +29,7 @@ type config struct {
 	Allow           prefixList          `split_words:"true" desc:"client networks (CIDRs or single addresses) that may query; others get REFUSED. 0.0.0.0/0,::/0 allows everyone"`
 	QueryTimeout    time.Duration       `split_words:"true" desc:"total time a query may take, retries included; the client then gets SERVFAIL. Below the 5 s that stub resolvers wait, so they see an answer rather than a timeout"`
 	TransferTimeout time.Duration       `split_words:"true" desc:"longest a zone transfer (AXFR, IXFR over TCP) may take from its query to its last message; each message must also arrive within DOTPROXY_QUERY_TIMEOUT of the one before"`
+	Lameduck        time.Duration       `desc:"drain period: on SIGTERM or SIGINT, report not ready (healthcheck -ready) at once but go on answering every query for this long, then stop as usual, so that a load balancer stops sending queries first; 0 stops at once. The stop then takes up to this + DOTPROXY_QUERY_TIMEOUT + 1s: the orchestrator's grace period must be longer"`
 	Padding         dnsmsg.Padding      `default:"block" desc:"block: pad every query sent upstream to a multiple of 128 bytes with EDNS(0) padding (RFC 7830, RFC 8467), so the length of the encrypted record does not give away the name; off: send queries unpadded"`
 	ClientSubnet    dnsmsg.ClientSubnet `split_words:"true" desc:"hide: a client's EDNS Client Subnet option (RFC 7871) goes upstream with source prefix 0, so resolvers never learn the client's network, and the answer gets the client's own option back; a query whose subnet cannot be hidden (signed, malformed) is answered REFUSED or FORMERR by dotproxy; pass: the option goes upstream as sent. dotproxy never adds one"`
 
@@ -346,6 +347,7 @@ func (c *config) logAttrs(bound []string, metrics bool) []any {
 		"allow", len(c.Allow),
 		"query_timeout", c.QueryTimeout.String(),
 		"transfer_timeout", c.TransferTimeout.String(),
+		"lameduck", c.Lameduck.String(),
 		"client_max_inflight_mib", c.Client.MaxInflightMIB,
 		"max_retries", c.MaxRetries,
 		"hedge_after", c.HedgeAfter.String(),

@@ -10,9 +10,12 @@ import (
 	"github.com/dotproxy/dotproxy/dnsmsg"
 )
 
-// healthcheck asks the first listen address for the root NS over UDP. Any
-// answer but SERVFAIL is healthy: REFUSED still shows a running proxy,
-// while SERVFAIL means no upstream can be reached.
+// healthcheck is liveness: it asks the first listen address for the root
+// NS over UDP, through the whole path a query takes, and any answer, with
+// any rcode, shows a process that serves. SERVFAIL too: it says that no
+// upstream answered, which a restart would not mend (readiness, below, is
+// what takes a replica out of service then). Only no answer at all, within
+// the query timeout and a second, is unhealthy.
 func healthcheck(cfg *config) error {
 	addr, err := localAddr(cfg.Listen[0])
 	if err != nil {
@@ -44,11 +47,23 @@ func healthcheck(cfg *config) error {
 		if n < dnsmsg.HeaderLen || dnsmsg.ID(ans) != id || !dnsmsg.IsResponse(ans) {
 			continue // not ours
 		}
-		if rc := dnsmsg.Rcode(ans); rc == dnsmsg.RcodeServFail {
-			return errors.New("SERVFAIL: no upstream answered")
-		}
 		return nil
 	}
+}
+
+// readycheck is readiness: it asks the running dotproxy for its status
+// (status.go) and reports why it is not ready, if it is not: every
+// upstream of the default route down, or stopping (see readiness.go). No
+// answer is not ready either.
+func readycheck(cfg *config) error {
+	r, err := askStatus(cfg)
+	if err != nil {
+		return err
+	}
+	if !r.Ready {
+		return errors.New(r.Reason)
+	}
+	return nil
 }
 
 // localAddr turns a listen address into one to query on this host: a

@@ -140,6 +140,8 @@ func (c *config) checkBounds(at fieldVars) error {
 		return at.errorAt(&c.Client.MaxInflightMIB, fmt.Errorf("must be from 1 to %d", maxInflightMIB))
 	case c.Client.UDPSockets > maxUDPSockets:
 		return at.errorAt(&c.Client.UDPSockets, fmt.Errorf("at most %d", maxUDPSockets))
+	case c.Lameduck < 0:
+		return at.errorAt(&c.Lameduck, errors.New("must not be negative (0 turns the drain period off)"))
 	}
 	if c.TLS.CAFile != "" {
 		if _, err := loadCAs(c.TLS.CAFile); err != nil {

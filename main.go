@@ -42,10 +42,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "dotproxy", version)
 		return exitOK
 	}
-	command := flags.Arg(0)
-	if command != "" && command != "healthcheck" {
-		fmt.Fprintf(stderr, "dotproxy: unknown command %q (the only one is healthcheck)\n", command)
-		return exitUsage
+	command, code, ok := parseCommand(flags.Args(), stderr)
+	if !ok {
+		return code
 	}
 
 	cfg, err := loadConfig()
@@ -53,12 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "dotproxy:", err)
 		return exitUsage
 	}
-	if command == "healthcheck" {
-		if err := healthcheck(cfg); err != nil {
-			fmt.Fprintln(stderr, "dotproxy: unhealthy:", err)
-			return exitFailure
-		}
-		return exitOK
+	if command != nil {
+		return command(cfg, stdout, stderr)
 	}
 
 	direct := newLogger(cfg.Log.Level, cfg.Log.Format, stderr).Handler()

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/dotproxy/dotproxy/balance"
 	"github.com/dotproxy/dotproxy/emit"
@@ -82,8 +83,15 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, hup <-chan os.Sig
 	if err != nil {
 		return err
 	}
+	// Readiness follows the default route: it is where every name without
+	// a route of its own goes.
+	readyState := newReadiness(ups.routes[0].bal, log)
+	readyState.watch()
+	defer readyState.stop()
 
-	srv, err := proxy.New(cfg.proxyConfig(resolver, metrics.Proxy(), log))
+	pcfg := cfg.proxyConfig(resolver, metrics.Proxy(), log)
+	pcfg.Status = &statusSource{started: time.Now(), ready: readyState, routes: ups.routes}
+	srv, err := proxy.New(pcfg)
 	if err != nil {
 		return err
 	}
@@ -111,6 +119,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, hup <-chan os.Sig
 			recycling.Go(func() { recycle(ups.pools, log) })
 		}
 	}
+	readyState.drain(cfg.Lameduck, context.Cause(ctx).Error())
 	log.Info("shutting down: answering the queries in flight", "why", context.Cause(ctx).Error())
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.QueryTimeout+answerGrace)
 	defer cancel()
@@ -123,8 +132,9 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, hup <-chan os.Sig
 // upstreams are the pools and balancers serve builds, one balancer a
 // route, the default route's first, and closes when it stops.
 type upstreams struct {
-	pools []*upstream.Pool
-	bals  []*balance.Balancer
+	pools  []*upstream.Pool
+	bals   []*balance.Balancer
+	routes []statusRoute // the default route first, for the status
 }
 
 // build wires the default route and each configured route, and returns
@@ -162,6 +172,7 @@ func (u *upstreams) build(cfg *config, metrics *emit.Emitter, roots *x509.CertPo
 func (u *upstreams) group(cfg *config, metrics *emit.Emitter, roots *x509.CertPool, log *slog.Logger,
 	name string, specs upstreamList, policy balance.Policy) (*balance.Balancer, error) {
 	members := make([]balance.Member, 0, len(specs))
+	first := len(u.pools)
 	for _, spec := range specs {
 		// An upstream's one identity, from its pool to the metrics of the
 		// answers it gives: bound here, handed along with it.
@@ -184,6 +195,7 @@ func (u *upstreams) group(cfg *config, metrics *emit.Emitter, roots *x509.CertPo
 		return nil, err
 	}
 	u.bals = append(u.bals, bal)
+	u.routes = append(u.routes, statusRoute{name: name, bal: bal, pools: u.pools[first:len(u.pools):len(u.pools)]})
 	return bal, nil
 }
 

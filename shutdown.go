@@ -9,9 +9,11 @@ import (
 )
 
 // Stopping is bounded: from SIGTERM or SIGINT to exit dotproxy takes at
-// most QueryTimeout and a second, whatever the clients, the upstreams or
-// the statsd server do, so that docker stop (10 s) or an orchestrator's
-// grace period never ends in SIGKILL. The queries in flight end by their
+// most Lameduck (the drain period, 0 by default, readiness.go), then
+// QueryTimeout and a second, whatever the clients, the upstreams or the
+// statsd server do, so that docker stop (10 s, with Lameduck 0) or an
+// orchestrator's grace period (which must exceed the sum) never ends in
+// SIGKILL. The queries in flight end by their
 // own deadline, QueryTimeout; each later step has its share of the second
 // and is left behind, not waited for, once that has passed: the process
 // exits, which ends whatever was still running.

@@ -22,9 +22,13 @@ func usage(w io.Writer) {
 	fmt.Fprintf(w, `dotproxy %s forwards plain DNS (UDP and TCP) to DNS-over-TLS resolvers.
 
 Usage:
-  dotproxy               serve, configured by the environment below
-  dotproxy healthcheck   query the local listener; exit 0 if it answers
-  dotproxy -version      print the version
+  dotproxy                      serve, configured by the environment below
+  dotproxy healthcheck          liveness: query the local listener; exit 0 on any answer, SERVFAIL too
+  dotproxy healthcheck -ready   readiness: exit 0 unless every upstream of the default route is down
+                                or dotproxy is stopping (DOTPROXY_LAMEDUCK)
+  dotproxy status               print each upstream's state, connections, latency, counts and last error,
+                                as the running dotproxy tells it (asked on loopback only)
+  dotproxy -version             print the version
 
 `, version)
 	funcs := template.FuncMap{"kind": kindOf, "text": settingText, "describe": describe}

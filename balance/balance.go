@@ -80,6 +80,10 @@ type Balancer struct {
 	// hedging is set when a slow query may go to a second upstream.
 	hedging bool
 
+	// made and changes serve Status and Changes (status.go).
+	made    time.Time
+	changes chan struct{}
+
 	closed atomic.Bool
 	// wg counts the scheduled health timers and the probes running.
 	wg sync.WaitGroup
@@ -115,10 +119,12 @@ func newBalancer(members []Member, cfg Config, rnd func() uint64) (*Balancer, er
 		probeMsg: probe,
 		rnd:      rnd,
 		hedging:  cfg.HedgeAfter > 0 && len(members) > 1,
+		made:     time.Now(),
+		changes:  make(chan struct{}, 1),
 	}
 	for i, m := range members {
 		h := &b.hosts[i]
-		h.up, h.obs = m.Upstream, m.Observer
+		h.up, h.obs, h.changes = m.Upstream, m.Observer, b.changes
 		if h.obs == nil {
 			h.obs = nopNamed(m.Upstream)
 		}

@@ -104,6 +104,7 @@ func (b *Balancer) probed(h *host, gen uint64, err error) {
 		return
 	}
 	h.lastFail.Store(time.Now().UnixNano())
+	h.noteError(err)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.gen == gen && h.state.Load() == stateDown {
@@ -126,6 +127,7 @@ func (b *Balancer) backoff(level int) time.Duration {
 func (h *host) setStateLocked(s int32) {
 	h.gen++
 	h.state.Store(s)
+	h.changedLocked()
 }
 
 // scheduleLocked replaces h's pending timer with one that runs f after d,

@@ -44,6 +44,14 @@ type host struct {
 	lastFail atomic.Int64 // Unix ns of the last failure; 0 if none
 	slowRun  atomic.Int32 // slow attempts in a row, with no quick answer since
 
+	// What Status reports and nothing decides on (status.go): the
+	// counts cost one atomic add per attempt, the last error is stored
+	// only when one fails.
+	answers  atomic.Int64            // attempts answered, whatever the rcode
+	failures atomic.Int64            // attempts failed or timed out
+	lastErr  atomic.Pointer[failure] // the last attempt or probe that failed
+	changes  chan<- struct{}         // the Balancer's, told of each health change
+
 	mu sync.Mutex
 	// level is the backoff exponent: the next wait is FirstBackoff<<level.
 	level int
@@ -52,6 +60,8 @@ type host struct {
 	gen uint64
 	// timer is the pending probe (while down) or the end of probation.
 	timer *time.Timer
+	// changed is when state last changed; zero if it never has.
+	changed time.Time
 
 	// pad keeps the next host's hot counters off this one's cache line.
 	_ [64]byte

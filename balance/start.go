@@ -139,6 +139,7 @@ func (a *attempt) ExchangeDone(answer []byte, err error) {
 	if b.hedging {
 		defer b.wg.Done()
 	}
+	h.tally(err)
 	err = b.settle(h, a.wasDown, time.Since(a.start), err)
 	*a = attempt{}
 	attempts.Put(a)

@@ -1,6 +1,7 @@
 // Package dnsmsg reads and writes the few parts of a DNS message that a
 // forwarding proxy must understand to be correct: the header (ID, flags,
-// counts), the question, and the EDNS(0) OPT record. Everything else in a
+// counts), the question, and the EDNS(0) OPT record, plus the TXT records
+// of the proxy's own answers about itself (local.go). Everything else in a
 // message is opaque bytes that pass through untouched.
 //
 // The functions here read untrusted bytes from the network; every one of them

@@ -74,6 +74,9 @@ type Config struct {
 
 	// Resolver answers the queries. Required.
 	Resolver Resolver
+	// Status answers a client on loopback that asks for StatusName in
+	// class CHAOS (see local.go); nil answers REFUSED.
+	Status StatusSource
 	// Observer receives events; nil means NopObserver.
 	Observer Observer
 	// Logger receives logs; nil means slog.Default().

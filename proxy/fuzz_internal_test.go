@@ -61,7 +61,7 @@ func handle(s *Server, t Transport, client netip.Addr, msg []byte) []byte {
 func FuzzHandle(f *testing.F) {
 	q, _ := dnsmsg.NewQuery(7, "example.org", dnsmsg.TypeNS)
 	f.Add(q, true)
-	s, err := New(Config{Listen: []string{"127.0.0.1:0"}, Resolver: echo{}, Logger: slog.New(slog.DiscardHandler)})
+	s, err := New(Config{Listen: []string{"127.0.0.1:0"}, Resolver: echo{}, Status: oneLine{}, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -33,6 +33,9 @@ func (s *Server) check(t Transport, client netip.Addr, msg []byte, arrived time.
 		q.EDNS = false
 		return s.reply(t, client, q, nil, dnsmsg.Reply(q, dnsmsg.RcodeFormErr), arrived, len(msg)), true
 	}
+	if isLocalQuestion(q) {
+		return s.answerLocal(t, client, q, arrived, len(msg)), true // see local.go
+	}
 	if !s.allowed(client) {
 		s.obs.Refused(t)
 		return s.reply(t, client, q, nil, dnsmsg.Reply(q, dnsmsg.RcodeRefused), arrived, len(msg)), true

@@ -1,0 +1,9 @@
+package status_test
+
+import (
+	"testing"
+
+	"github.com/dotproxy/dotproxy/internal/leakcheck"
+)
+
+func TestMain(m *testing.M) { leakcheck.Main(m) }
