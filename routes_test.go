@@ -210,6 +210,27 @@ func TestRoutesEndToEnd(t *testing.T) {
 			t.Fatalf("with lab's upstream gone, %s answered by %v, want %s", name, a.Answer, want)
 		}
 	}
+
+	// The status has a row per route and upstream; lab's is down, and
+	// the replica stays ready, since the default route answers.
+	code, out, stderr := run(t, p.addr, "status")
+	if code != 0 || stderr != "" || !strings.HasSuffix(strings.SplitN(out, "\n", 2)[0], ", ready") {
+		t.Fatalf("status: exit %d, stderr %q, stdout:\n%s", code, stderr, out)
+	}
+	states := map[string]string{}
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) > 2 && f[1] != "UPSTREAM" {
+			states[f[0]+" "+f[1]] = f[2]
+		}
+	}
+	for route, want := range map[string]string{"default": "up", "corp": "up", "lab": "down"} {
+		if got := states[route+" "+srvs[route].Addr]; got != want {
+			t.Errorf("status of route %s: %q, want %q\n%s", route, got, want, out)
+		}
+	}
+	if code, _, stderr := run(t, p.addr, "healthcheck", "-ready"); code != 0 {
+		t.Errorf("healthcheck -ready with one route's upstream down: exit %d, %s", code, stderr)
+	}
 	if code := p.stop(t); code != 0 {
 		t.Fatalf("exit %d after SIGTERM", code)
 	}
