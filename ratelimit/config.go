@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"time"
 )
 
@@ -88,7 +89,8 @@ var ErrInvalidConfig = errors.New("ratelimit: invalid config")
 func (c *Config) Validate() error {
 	switch {
 	case c.Rate != 0 && !(c.Rate >= MinRate && c.Rate <= MaxRate): // NaN too
-		return fmt.Errorf("%w: Rate %v is neither 0 (off) nor within %v..%v", ErrInvalidConfig, c.Rate, MinRate, MaxRate)
+		return fmt.Errorf("%w: Rate %v is neither 0 (off) nor within %s..%s", ErrInvalidConfig, c.Rate,
+			strconv.FormatFloat(MinRate, 'f', -1, 64), strconv.FormatFloat(MaxRate, 'f', -1, 64))
 	case c.Burst < 0 || c.Burst > MaxBurst:
 		return fmt.Errorf("%w: Burst %d is not within 1..%d", ErrInvalidConfig, c.Burst, MaxBurst)
 	case c.Slip < 0 || c.Slip > MaxSlip:
