@@ -40,8 +40,8 @@ const (
 	// MaxSlip bounds Slip: past one in ten, a client sharing a limited
 	// prefix would wait through more timeouts than a slip is worth.
 	MaxSlip = 10
-	// MaxEntries bounds Entries.
-	MaxEntries = 1 << 24
+	// MaxEntries bounds Entries: 42 MiB of table.
+	MaxEntries = 1 << 20
 )
 
 // ReportInterval is how often a prefix over its limit is reported (see

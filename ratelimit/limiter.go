@@ -136,7 +136,7 @@ func (l *Limiter) Take(addr netip.Addr, now time.Time, verified bool) (v Verdict
 	if l == nil {
 		return Allow, false
 	}
-	addr = addr.Unmap()
+	addr = addr.Unmap().WithZone("") // netip.Prefix.Contains takes no zoned address
 	if l.isExempt(addr) {
 		return Allow, false
 	}

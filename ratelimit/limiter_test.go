@@ -225,8 +225,10 @@ func TestExempt(t *testing.T) {
 		netip.MustParsePrefix("198.51.100.0/24"),
 		netip.MustParsePrefix("2001:db8:1::/48"),
 		netip.MustParsePrefix("::ffff:203.0.113.0/120"), // written as IPv6, it means 203.0.113.0/24
+		netip.MustParsePrefix("fe80::/10"),
 	}})
-	for _, a := range []string{"198.51.100.7", "::ffff:198.51.100.7", "2001:db8:1:2::3", "203.0.113.9", "::ffff:203.0.113.9"} {
+	for _, a := range []string{"198.51.100.7", "::ffff:198.51.100.7", "2001:db8:1:2::3", "203.0.113.9", "::ffff:203.0.113.9",
+		"fe80::1%eth0"} { // as a socket gives a link-local source
 		if got := allowed(l, netip.MustParseAddr(a), t0, 1000, false); got != 1000 {
 			t.Errorf("exempt %s: %d of 1000 allowed", a, got)
 		}
