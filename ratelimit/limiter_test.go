@@ -57,6 +57,18 @@ func TestZeroRateIsOff(t *testing.T) {
 	}
 }
 
+// An address that is none, as a connection whose peer is not IP would
+// give, is counted like any other, and harms nothing.
+func TestInvalidAddress(t *testing.T) {
+	l, t0 := newLimiter(t, ratelimit.Config{Rate: 1, Burst: 2, Exempt: []netip.Prefix{netip.MustParsePrefix("::/0")}})
+	if got := allowed(l, netip.Addr{}, t0, 5, false); got != 2 {
+		t.Fatalf("%d of 5 allowed, want 2", got)
+	}
+	if p := l.Prefix(netip.Addr{}); p.IsValid() {
+		t.Fatalf("Prefix of no address: %s", p)
+	}
+}
+
 // The bucket holds Burst requests and refills one every 1/Rate seconds,
 // never past Burst, counted from the moment each was taken.
 func TestBucketRefill(t *testing.T) {
