@@ -113,12 +113,12 @@ func startAlloc(t *testing.T, r proxy.Resolver, limited bool, mod func(*proxy.Co
 	})
 }
 
-// TestUDPAllocationsOverLimit pins the cost of a datagram over its client's
+// TestOverLimitUDPAllocations pins the cost of a datagram over its client's
 // rate limit at no allocation: a flood that the limiter drops costs the
 // proxy no garbage. Each round sends one query over the limit from one
 // client, then one from an exempt client, whose answer, read from the
 // same socket after it, says the first has been through.
-func TestUDPAllocationsOverLimit(t *testing.T) {
+func TestOverLimitUDPAllocations(t *testing.T) {
 	wire, ans := allocQuery(t)
 	_, addr, _ := startLimiting(t, ans, func(c *proxy.Config) {
 		c.Observer = proxy.NopObserver{}
