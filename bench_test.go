@@ -199,6 +199,44 @@ func BenchmarkProxyUDPMetrics(b *testing.B) {
 	benchProxyParallel(b, map[string]string{"DOTPROXY_STATSD_ADDR": sink.LocalAddr().String()})
 }
 
+// BenchmarkProxyUDPRateLimit is BenchmarkProxyUDP with the clients on one
+// of the host's own addresses, not loopback, which the rate limit would
+// leave alone: "off" without the limit, "on" with one that every query
+// passes, all of them charged to one client network, whose set every
+// reader then locks in turn. The difference is the limiter's cost.
+func BenchmarkProxyUDPRateLimit(b *testing.B) {
+	addr := nonLoopbackAddr(b)
+	for _, bc := range []struct{ name, rate string }{{"off", "0"}, {"on", "1000000"}} {
+		b.Run(bc.name, func(b *testing.B) {
+			env := map[string]string{
+				"DOTPROXY_LISTEN":     net.JoinHostPort(addr, "0"),
+				"DOTPROXY_ALLOW":      "0.0.0.0/0",
+				"DOTPROXY_RATE_LIMIT": bc.rate,
+			}
+			if bc.rate != "0" {
+				env["DOTPROXY_RATE_LIMIT_BURST"] = "1000000"
+			}
+			benchProxyParallel(b, env)
+		})
+	}
+}
+
+// nonLoopbackAddr returns an IPv4 address of this host that is not
+// loopback, or skips the benchmark.
+func nonLoopbackAddr(b *testing.B) string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		b.Skip(err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
+			return n.IP.String()
+		}
+	}
+	b.Skip("no IPv4 address but loopback")
+	return ""
+}
+
 // BenchmarkProxyUDPSerial is one client, one query at a time: ns/op is the
 // round trip through the proxy. Compare it with BenchmarkDirectDoT for the
 // latency the proxy adds.

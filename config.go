@@ -13,6 +13,7 @@ import (
 	"github.com/dotproxy/dotproxy/dnsmsg"
 	"github.com/dotproxy/dotproxy/emit"
 	"github.com/dotproxy/dotproxy/proxy"
+	"github.com/dotproxy/dotproxy/ratelimit"
 	"github.com/dotproxy/dotproxy/upstream"
 )
 
@@ -57,6 +58,15 @@ type config struct {
 		UDPSockets     int           `split_words:"true" desc:"UDP sockets per listen address, each with its own reader, sharing the port with SO_REUSEPORT (Linux)"`
 		MaxInflightMIB int           `split_words:"true" desc:"memory (MiB, 1 to {maxInflightMIB}) held for client queries in flight at once, over every listener and both transports (each query's bytes plus a fixed allowance); past it a UDP query is dropped and counted and a TCP query gets REFUSED"`
 	}
+
+	// The rate limit per client network. Its settings are flat, not a
+	// struct, since the rate itself is DOTPROXY_RATE_LIMIT.
+	RateLimit           float64    `split_words:"true" desc:"queries per second that each client network (see the prefixes below) may send in the long run, fractions allowed ({ratelimit.MinRate} to {ratelimit.MaxRate}); 0 turns limiting off. Off by default: a forwarder that speaks for many clients (a router, Pi-hole, a node-local cache, NAT) puts a whole network behind one address, and any fixed limit low enough to stop a looping device would throttle it. 20 is a good start on a home network. Loopback clients are never limited"`
+	RateLimitBurst      int        `split_words:"true" desc:"queries that a client network may send at once before DOTPROXY_RATE_LIMIT holds it back (1 to {ratelimit.MaxBurst}): enough for a web page's names, each asked as A, AAAA and HTTPS"`
+	RateLimitSlip       int        `split_words:"true" desc:"of a client network's UDP queries over the limit, the first and then every Nth get an empty reply with TC set and the rest are dropped, so that a genuine client retries over TCP, where it may go one more burst over the limit before it gets REFUSED (0 never, 1 always, at most {ratelimit.MaxSlip})"`
+	RateLimitIpv4Prefix int        `split_words:"true" desc:"prefix length (1 to 32) by which IPv4 clients share a limit"`
+	RateLimitIpv6Prefix int        `split_words:"true" desc:"prefix length (1 to 128) by which IPv6 clients share a limit: one host may use any address of its /64"`
+	RateLimitExempt     prefixList `split_words:"true" desc:"client networks (CIDRs or single addresses) never limited: put forwarders that speak for many clients here"`
 
 	Policy     balance.Policy `split_words:"true" desc:"load-balancing policy: round_robin, random, historical_connections, availability, failover, least_outstanding, fastest"`
 	MaxRetries int            `split_words:"true" desc:"further upstreams a query may try after an attempt failed, within DOTPROXY_QUERY_TIMEOUT"`
@@ -152,6 +162,12 @@ func defaultConfig() *config {
 	c.Client.UDPMaxInflight = proxy.DefaultUDPMaxInFlight
 	c.Client.UDPSockets = 1                                       // proxy's zero: one socket per address
 	c.Client.MaxInflightMIB = proxy.DefaultMaxInFlightBytes >> 20 // in MiB
+
+	// No default rate: limiting is off (see the RateLimit description).
+	c.RateLimitBurst = ratelimit.DefaultBurst
+	c.RateLimitSlip = ratelimit.DefaultSlip
+	c.RateLimitIpv4Prefix = ratelimit.DefaultIPv4Prefix
+	c.RateLimitIpv6Prefix = ratelimit.DefaultIPv6Prefix
 
 	c.Probe.Name = balance.DefaultProbeName
 	c.Probe.Timeout = balance.DefaultProbeTimeout
@@ -291,6 +307,7 @@ func (c *config) proxyConfig(r proxy.Resolver, obs proxy.Observer, log *slog.Log
 		UDPSockets:       c.Client.UDPSockets,
 		MaxInFlightBytes: int64(c.Client.MaxInflightMIB) << 20,
 		HideClientSubnet: c.ClientSubnet.Hide(), // as the upstreams' Rewrite
+		RateLimit:        c.rateLimitConfig(),
 		Resolver:         r,
 		Observer:         obs,
 		Logger:           log,
@@ -312,6 +329,32 @@ func (c *config) proxyFields() map[string]any {
 		"UDPSockets":       &c.Client.UDPSockets,
 		"MaxInFlightBytes": &c.Client.MaxInflightMIB,
 		"HideClientSubnet": &c.ClientSubnet,
+	}
+}
+
+// rateLimitConfig is the rate limiter's configuration, which the proxy
+// builds its limiter from.
+func (c *config) rateLimitConfig() ratelimit.Config {
+	return ratelimit.Config{
+		Rate:       c.RateLimit,
+		Burst:      c.RateLimitBurst,
+		Slip:       c.RateLimitSlip,
+		IPv4Prefix: c.RateLimitIpv4Prefix,
+		IPv6Prefix: c.RateLimitIpv6Prefix,
+		Exempt:     c.RateLimitExempt,
+	}
+}
+
+// rateLimitFields gives the field of c behind each field of
+// ratelimit.Config that rateLimitConfig fills.
+func (c *config) rateLimitFields() map[string]any {
+	return map[string]any{
+		"Rate":       &c.RateLimit,
+		"Burst":      &c.RateLimitBurst,
+		"Slip":       &c.RateLimitSlip,
+		"IPv4Prefix": &c.RateLimitIpv4Prefix,
+		"IPv6Prefix": &c.RateLimitIpv6Prefix,
+		"Exempt":     &c.RateLimitExempt,
 	}
 }
 
@@ -349,6 +392,9 @@ func (c *config) logAttrs(bound []string, metrics bool) []any {
 		"transfer_timeout", c.TransferTimeout.String(),
 		"lameduck", c.Lameduck.String(),
 		"client_max_inflight_mib", c.Client.MaxInflightMIB,
+		"rate_limit", c.RateLimit,
+		"rate_limit_burst", c.RateLimitBurst,
+		"rate_limit_exempt", len(c.RateLimitExempt),
 		"max_retries", c.MaxRetries,
 		"hedge_after", c.HedgeAfter.String(),
 		"ca_file", c.TLS.CAFile,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"reflect"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/dotproxy/dotproxy/balance"
 	"github.com/dotproxy/dotproxy/emit"
+	"github.com/dotproxy/dotproxy/ratelimit"
 	"github.com/dotproxy/dotproxy/upstream"
 	"github.com/kelseyhightower/envconfig"
 )
@@ -180,9 +182,10 @@ func TestPackageFieldsExist(t *testing.T) {
 		typ    reflect.Type
 		fields map[string]any
 	}{
-		"upstream": {reflect.TypeFor[upstream.Config](), c.upstreamFields()},
-		"balance":  {reflect.TypeFor[balance.Config](), c.balanceFields()},
-		"emit":     {reflect.TypeFor[emit.Config](), c.emitFields()},
+		"upstream":  {reflect.TypeFor[upstream.Config](), c.upstreamFields()},
+		"balance":   {reflect.TypeFor[balance.Config](), c.balanceFields()},
+		"emit":      {reflect.TypeFor[emit.Config](), c.emitFields()},
+		"ratelimit": {reflect.TypeFor[ratelimit.Config](), c.rateLimitFields()},
 	} {
 		for name, field := range tt.fields {
 			if _, ok := tt.typ.FieldByName(name); !ok {
@@ -245,6 +248,81 @@ func TestHelpNamesEveryKind(t *testing.T) {
 	for _, v := range mustVariables(t, defaultConfig()) {
 		if kind := kindOf(v.field); kind == v.field.Kind().String() && kind != "string" {
 			t.Errorf("%s: -h names its kind %q", v.name, kind)
+		}
+	}
+}
+
+// Each bad rate-limit setting stops start-up naming its variable, whether
+// decoding, the limiter's Validate or main's bounds refuse it; and so does a
+// rate-limit setting changed from its default while no rate turns limiting
+// on, since it would do nothing.
+func TestRateLimitSettingsNameTheVariable(t *testing.T) {
+	const rate = "DOTPROXY_RATE_LIMIT"
+	tests := []struct {
+		key, value string
+		withRate   bool // DOTPROXY_RATE_LIMIT=20 too
+	}{
+		{rate, "-1", false},
+		{rate, "0.001", false},
+		{rate, "2000000", false},
+		{rate, "NaN", false},
+		{rate, "Inf", false},
+		{rate, "fast", false},
+		{rate, "20qps", false},
+		{"DOTPROXY_RATE_LIMIT_BURST", "0", true},
+		{"DOTPROXY_RATE_LIMIT_BURST", "-1", true},
+		{"DOTPROXY_RATE_LIMIT_BURST", "1000001", true},
+		{"DOTPROXY_RATE_LIMIT_SLIP", "-1", true},
+		{"DOTPROXY_RATE_LIMIT_SLIP", "11", true},
+		{"DOTPROXY_RATE_LIMIT_IPV4_PREFIX", "0", true},
+		{"DOTPROXY_RATE_LIMIT_IPV4_PREFIX", "33", true},
+		{"DOTPROXY_RATE_LIMIT_IPV6_PREFIX", "0", true},
+		{"DOTPROXY_RATE_LIMIT_IPV6_PREFIX", "129", true},
+		{"DOTPROXY_RATE_LIMIT_EXEMPT", "10.0.0.0/33", true},
+		{"DOTPROXY_RATE_LIMIT_EXEMPT", "10.0.0.0/8,lan", true},
+		// Without a rate, limiting is off: each of these would do nothing.
+		{"DOTPROXY_RATE_LIMIT_BURST", "50", false},
+		{"DOTPROXY_RATE_LIMIT_SLIP", "0", false},
+		{"DOTPROXY_RATE_LIMIT_IPV4_PREFIX", "24", false},
+		{"DOTPROXY_RATE_LIMIT_IPV6_PREFIX", "56", false},
+		{"DOTPROXY_RATE_LIMIT_EXEMPT", "192.168.1.2", false},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%s=%s rate %v", tt.key, tt.value, tt.withRate), func(t *testing.T) {
+			env := map[string]string{tt.key: tt.value}
+			if tt.withRate {
+				env[rate] = "20"
+			}
+			_, err := loadWith(t, env)
+			var se *settingError
+			if !errors.As(err, &se) || se.key != tt.key {
+				t.Fatalf("loadConfig() = %v, want an error naming %s", err, tt.key)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("%q: want one line", err)
+			}
+			if tt.key != rate && !tt.withRate && !strings.Contains(err.Error(), rate+`="0"`) {
+				t.Fatalf("%q does not say that %s is 0", err, rate)
+			}
+		})
+	}
+	for _, env := range []map[string]string{
+		{rate: "20"},
+		{rate: "0.5", "DOTPROXY_RATE_LIMIT_BURST": "1", "DOTPROXY_RATE_LIMIT_SLIP": "0",
+			"DOTPROXY_RATE_LIMIT_IPV4_PREFIX": "24", "DOTPROXY_RATE_LIMIT_IPV6_PREFIX": "128",
+			"DOTPROXY_RATE_LIMIT_EXEMPT": "192.168.1.2,fd00::/8"},
+		{rate: "1000000", "DOTPROXY_RATE_LIMIT_BURST": "1000000", "DOTPROXY_RATE_LIMIT_SLIP": "10"},
+		// Off, every other setting at its default, written out.
+		{rate: "0", "DOTPROXY_RATE_LIMIT_BURST": "100", "DOTPROXY_RATE_LIMIT_SLIP": "2",
+			"DOTPROXY_RATE_LIMIT_IPV4_PREFIX": "32", "DOTPROXY_RATE_LIMIT_IPV6_PREFIX": "64", "DOTPROXY_RATE_LIMIT_EXEMPT": ""},
+	} {
+		c, err := loadWith(t, env)
+		if err != nil {
+			t.Errorf("%v: %v", env, err)
+			continue
+		}
+		if p := c.proxyConfig(nil, nil, nil); p.RateLimit.Rate != c.RateLimit || p.RateLimit.Burst != c.RateLimitBurst {
+			t.Errorf("%v: the proxy gets %+v", env, p.RateLimit)
 		}
 	}
 }

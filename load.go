@@ -113,6 +113,12 @@ func (c *config) validate() error {
 	if err := b.Validate(); err != nil {
 		return at.packageError(err, c.balanceFields())
 	}
+	// The proxy's Config holds the limiter's, and would report its
+	// errors under names that only rateLimitFields maps.
+	rl := c.rateLimitConfig()
+	if err := rl.Validate(); err != nil {
+		return at.packageError(err, c.rateLimitFields())
+	}
 	p := c.proxyConfig(nil, nil, nil)
 	if err := p.Validate(); err != nil {
 		return at.packageError(err, c.proxyFields())
@@ -156,6 +162,7 @@ func (c *config) checkBounds(at fieldVars) error {
 		&c.Upstream.HandshakeTimeout, &c.Upstream.IdleTimeout, &c.Upstream.AttemptTimeout,
 		&c.Client.TCPIdleTimeout, &c.Client.TCPMaxConns, &c.Client.TCPMaxInflight,
 		&c.Client.UDPMaxInflight, &c.Client.UDPSockets,
+		&c.RateLimitBurst, &c.RateLimitIpv4Prefix, &c.RateLimitIpv6Prefix,
 		&c.Probe.Timeout, &c.Probe.MaxBackoff, &c.Probe.ResetAfter,
 		&c.Statsd.FlushInterval,
 	} {
@@ -190,6 +197,33 @@ func (c *config) checkRules(at fieldVars) error {
 	if c.HedgeAfter > 0 && c.HedgeAfter >= c.QueryTimeout {
 		return at.shorterThan(&c.HedgeAfter, &c.QueryTimeout,
 			"a copy sent at the deadline or later answers no one (0s turns hedging off)")
+	}
+	return c.checkRateLimitOn(at)
+}
+
+// checkRateLimitOn refuses a rate-limit setting changed from its default
+// while DOTPROXY_RATE_LIMIT is 0: limiting is off, and an operator who set
+// a burst or an exempt list but no rate would believe it on.
+func (c *config) checkRateLimitOn(at fieldVars) error {
+	if c.RateLimit != 0 {
+		return nil
+	}
+	d := defaultConfig()
+	for _, s := range []struct {
+		field any
+		set   bool
+	}{
+		{&c.RateLimitBurst, c.RateLimitBurst != d.RateLimitBurst},
+		{&c.RateLimitSlip, c.RateLimitSlip != d.RateLimitSlip},
+		{&c.RateLimitIpv4Prefix, c.RateLimitIpv4Prefix != d.RateLimitIpv4Prefix},
+		{&c.RateLimitIpv6Prefix, c.RateLimitIpv6Prefix != d.RateLimitIpv6Prefix},
+		{&c.RateLimitExempt, len(c.RateLimitExempt) != 0},
+	} {
+		if s.set {
+			rate, _ := at.of(&c.RateLimit)
+			return at.errorAt(s.field, fmt.Errorf("has no effect while %s=%q: rate limiting is off; set a rate too",
+				rate.name, settingText(rate.field)))
+		}
 	}
 	return nil
 }

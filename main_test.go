@@ -70,6 +70,8 @@ func TestHelpListsEveryVariable(t *testing.T) {
 		"CLIENT_UDP_SOCKETS", "POLICY", "MAX_RETRIES", "HEDGE_AFTER", "PROBE_NAME", "PROBE_TIMEOUT", "PROBE_MAX_BACKOFF", "PROBE_RESET_AFTER",
 		"STATSD_ADDR", "STATSD_FORMAT", "STATSD_PREFIX", "STATSD_TAGS", "STATSD_FLUSH_INTERVAL", "STATSD_SINGLE_VALUE",
 		"LOG_LEVEL", "LOG_FORMAT", "TRANSFER_TIMEOUT", "CLIENT_MAX_INFLIGHT_MIB", "LAMEDUCK",
+		"RATE_LIMIT", "RATE_LIMIT_BURST", "RATE_LIMIT_SLIP", "RATE_LIMIT_IPV4_PREFIX", "RATE_LIMIT_IPV6_PREFIX",
+		"RATE_LIMIT_EXEMPT",
 	} {
 		if !strings.Contains(string(out), "DOTPROXY_"+key+"  (") {
 			t.Errorf("-h does not list DOTPROXY_%s", key)
@@ -114,6 +116,8 @@ func TestBadSettingStopsStartup(t *testing.T) {
 		{"DOTPROXY_STATSD_FORMAT", "graphite"},
 		{"DOTPROXY_LOG_LEVEL", "loud"},
 		{"DOTPROXY_LOG_FORMAT", "xml"},
+		{"DOTPROXY_RATE_LIMIT", "fast"},
+		{"DOTPROXY_RATE_LIMIT_BURST", "50"}, // with no rate: limiting is off
 	}
 	for _, tt := range tests {
 		t.Run(tt.key+"="+tt.value, func(t *testing.T) {

@@ -163,7 +163,12 @@ func hostAddr(t *testing.T) netip.Addr {
 	}
 	for _, a := range addrs {
 		p, err := netip.ParsePrefix(a.String())
-		if err == nil && p.Addr().Is4() && !p.Addr().IsLoopback() && !p.Addr().IsLinkLocalUnicast() {
+		if err != nil || !p.Addr().Is4() || p.Addr().IsLoopback() || p.Addr().IsLinkLocalUnicast() {
+			continue
+		}
+		// One a socket can be bound to, as a client sends from it.
+		if l, err := net.ListenPacket("udp", netip.AddrPortFrom(p.Addr(), 0).String()); err == nil {
+			l.Close()
 			return p.Addr()
 		}
 	}

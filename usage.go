@@ -12,6 +12,7 @@ import (
 	"github.com/dotproxy/dotproxy/balance"
 	"github.com/dotproxy/dotproxy/dnsmsg"
 	"github.com/dotproxy/dotproxy/emit"
+	"github.com/dotproxy/dotproxy/ratelimit"
 	"github.com/dotproxy/dotproxy/upstream"
 	"github.com/kelseyhightower/envconfig"
 )
@@ -50,6 +51,10 @@ const usageFormat = `Environment:
 var descBounds = strings.NewReplacer(
 	"{upstream.MaxInFlightLimit}", strconv.Itoa(upstream.MaxInFlightLimit),
 	"{maxInflightMIB}", strconv.Itoa(maxInflightMIB),
+	"{ratelimit.MinRate}", strconv.FormatFloat(ratelimit.MinRate, 'f', -1, 64),
+	"{ratelimit.MaxRate}", strconv.FormatFloat(ratelimit.MaxRate, 'f', -1, 64),
+	"{ratelimit.MaxBurst}", strconv.Itoa(ratelimit.MaxBurst),
+	"{ratelimit.MaxSlip}", strconv.Itoa(ratelimit.MaxSlip),
 )
 
 // describe returns a setting's description, its bounds filled in.
@@ -78,6 +83,8 @@ func kindOf(v reflect.Value) string {
 		return "true or false"
 	case int:
 		return "integer"
+	case float64:
+		return "number, e.g. 20 or 0.5"
 	case logLevel, logFormat, dnsmsg.Padding, dnsmsg.ClientSubnet, balance.Policy, emit.Format:
 		return "name"
 	}

@@ -48,6 +48,8 @@ func drive(tb testing.TB, e *emit.Emitter) {
 	p.Refused(proxy.UDP)
 	p.Truncated()
 	p.Failed(proxy.UDP, proxy.FailDeadline)
+	p.Limited(proxy.UDP, proxy.LimitSlip)
+	p.Limited(proxy.TCP, proxy.LimitRefused)
 	u.ConnOpened(30*time.Millisecond, true)
 	u.ConnClosed(upstream.CloseIdle)
 	u.ConnFailed(upstream.StageVerify)
@@ -76,6 +78,8 @@ var wantDogStatsD = map[string][]string{
 	"dotproxy.query.refused|c|env:test,transport:udp":                               {"1"},
 	"dotproxy.query.truncated|c|env:test":                                           {"1"},
 	"dotproxy.query.servfail|c|env:test,reason:deadline,transport:udp":              {"1"},
+	"dotproxy.query.rate_limited|c|action:slip,env:test,transport:udp":              {"1"},
+	"dotproxy.query.rate_limited|c|action:refused,env:test,transport:tcp":           {"1"},
 	"dotproxy.upstream.cx_open|c|env:test,upstream:dns.google:853":                  {"1"},
 	"dotproxy.upstream.handshake|ms|env:test,resumed:true,upstream:dns.google:853":  {"30.000000"},
 	"dotproxy.upstream.cx_close|c|env:test,reason:idle,upstream:dns.google:853":     {"1"},
@@ -105,6 +109,8 @@ var wantStatsD = map[string][]string{
 	"dotproxy.query.refused.udp|c|":                          {"1"},
 	"dotproxy.query.truncated|c|":                            {"1"},
 	"dotproxy.query.servfail.udp.deadline|c|":                {"1"},
+	"dotproxy.query.rate_limited.udp.slip|c|":                {"1"},
+	"dotproxy.query.rate_limited.tcp.refused|c|":             {"1"},
 	"dotproxy.upstream.cx_open.dns_google_853|c|":            {"1"},
 	"dotproxy.upstream.handshake.dns_google_853.true|ms|":    {"30.000"},
 	"dotproxy.upstream.cx_close.dns_google_853.idle|c|":      {"1"},

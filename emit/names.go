@@ -17,6 +17,7 @@ const (
 	mRefused      = "query.refused"
 	mTruncated    = "query.truncated"
 	mServfail     = "query.servfail"
+	mRateLimited  = "query.rate_limited"
 
 	mLatency      = "upstream.latency"
 	mHandshake    = "upstream.handshake"
@@ -47,6 +48,7 @@ var (
 	transports   = []string{string(proxy.UDP), string(proxy.TCP), other}
 	dropReasons  = []string{string(proxy.DropShort), string(proxy.DropResponse), string(proxy.DropBadFrame), string(proxy.DropConnLimit), other}
 	failReasons  = []string{string(proxy.FailDeadline), string(proxy.FailUpstream), other}
+	limitActions = []string{string(proxy.LimitDrop), string(proxy.LimitSlip), string(proxy.LimitRefused), other}
 	closeReasons = []string{string(upstream.CloseIdle), string(upstream.CloseServerClosed),
 		string(upstream.CloseError), string(upstream.CloseShutdown), other}
 	stages = []string{string(upstream.StageConnect), string(upstream.StageHandshake),
@@ -98,6 +100,18 @@ func failIndex(r proxy.FailReason) int {
 		return 1
 	}
 	return len(failReasons) - 1
+}
+
+func limitIndex(a proxy.LimitAction) int {
+	switch a {
+	case proxy.LimitDrop:
+		return 0
+	case proxy.LimitSlip:
+		return 1
+	case proxy.LimitRefused:
+		return 2
+	}
+	return len(limitActions) - 1
 }
 
 func closeIndex(r upstream.CloseReason) int {

@@ -20,6 +20,11 @@ func TestEveryReasonHasItsOwnTag(t *testing.T) {
 			t.Errorf("fail reason %q is tagged %q", r, got)
 		}
 	}
+	for _, a := range []proxy.LimitAction{proxy.LimitDrop, proxy.LimitSlip, proxy.LimitRefused} {
+		if got := limitActions[limitIndex(a)]; got != string(a) {
+			t.Errorf("rate limit action %q is tagged %q", a, got)
+		}
+	}
 	for _, r := range []upstream.CloseReason{upstream.CloseIdle, upstream.CloseServerClosed, upstream.CloseError, upstream.CloseShutdown} {
 		if got := closeReasons[closeIndex(r)]; got != string(r) {
 			t.Errorf("close reason %q is tagged %q", r, got)

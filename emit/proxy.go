@@ -21,6 +21,7 @@ type ProxyMetrics struct {
 	malformed    []series   // by transportIndex
 	refused      []series   // by transportIndex
 	servfail     [][]series // by transportIndex, failIndex
+	limited      [][]series // by transportIndex, limitIndex
 	truncated    series
 }
 
@@ -39,14 +40,18 @@ func newProxyMetrics(e *Emitter) ProxyMetrics {
 		p.responseSize = append(p.responseSize, n.series(mResponseSize, tt))
 		p.malformed = append(p.malformed, n.series(mMalformed, tt))
 		p.refused = append(p.refused, n.series(mRefused, tt))
-		var dropped, servfail []series
+		var dropped, servfail, limited []series
 		for _, r := range dropReasons {
 			dropped = append(dropped, n.series(mDropped, tt, tag{"reason", r}))
 		}
 		for _, r := range failReasons {
 			servfail = append(servfail, n.series(mServfail, tt, tag{"reason", r}))
 		}
+		for _, a := range limitActions {
+			limited = append(limited, n.series(mRateLimited, tt, tag{"action", a}))
+		}
 		p.dropped = append(p.dropped, dropped)
+		p.limited = append(p.limited, limited)
 		p.servfail = append(p.servfail, servfail)
 	}
 	return p
@@ -87,6 +92,11 @@ func (p *ProxyMetrics) Truncated() { p.count(p.truncated) }
 // Failed implements [proxy.Observer].
 func (p *ProxyMetrics) Failed(t proxy.Transport, reason proxy.FailReason) {
 	p.count(p.servfail[transportIndex(t)][failIndex(reason)])
+}
+
+// Limited implements [proxy.Observer].
+func (p *ProxyMetrics) Limited(t proxy.Transport, action proxy.LimitAction) {
+	p.count(p.limited[transportIndex(t)][limitIndex(action)])
 }
 
 func (p *ProxyMetrics) count(s series) { _ = p.e.out().Count(s.name, 1, s.tags, 1) }

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/netip"
 	"time"
+
+	"github.com/dotproxy/dotproxy/ratelimit"
 )
 
 // Defaults used for zero Config fields.
@@ -71,6 +73,13 @@ type Config struct {
 	// rewritten (see dnsmsg.CheckClientSubnet). Set it exactly when the
 	// upstreams hide subnets, so that such queries never reach them.
 	HideClientSubnet bool
+	// RateLimit limits the queries of each client network (see
+	// package ratelimit); its zero Rate turns limiting off. Over the limit
+	// a UDP query is dropped, or one in RateLimit.Slip answered with TC set
+	// so that a genuine client asks again over TCP, where it may overdraw
+	// by one more burst; past that a TCP query gets REFUSED. Loopback
+	// clients, this host's own programs, are never limited.
+	RateLimit ratelimit.Config
 
 	// Resolver answers the queries. Required.
 	Resolver Resolver
@@ -114,7 +123,7 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%w: %s %d is negative", ErrInvalidConfig, n.field, n.v)
 		}
 	}
-	return nil
+	return c.RateLimit.Validate()
 }
 
 func (c *Config) setDefaults() error {

@@ -16,7 +16,8 @@ import (
 // reply and writes it. No goroutine waits for a query in between.
 
 // check parses a query into q and returns done with the reply to send (nil
-// for none) when it goes no further: dropped, malformed or refused.
+// for none) when it goes no further: dropped, malformed, refused or over
+// its client's rate limit.
 func (s *Server) check(t Transport, client netip.Addr, msg []byte, arrived time.Time, q *dnsmsg.Query) (reply []byte, done bool) {
 	var err error
 	*q, err = dnsmsg.ParseQuery(msg)
@@ -39,6 +40,9 @@ func (s *Server) check(t Transport, client netip.Addr, msg []byte, arrived time.
 	if !s.allowed(client) {
 		s.obs.Refused(t)
 		return s.reply(t, client, q, nil, dnsmsg.Reply(q, dnsmsg.RcodeRefused), arrived, len(msg)), true
+	}
+	if reply, limited := s.overLimit(t, client, q, arrived, len(msg)); limited {
+		return reply, true
 	}
 	if s.cfg.HideClientSubnet {
 		if rcode, ok := dnsmsg.CheckClientSubnet(msg, q); !ok {

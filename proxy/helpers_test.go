@@ -135,11 +135,13 @@ type counter struct {
 	failed    map[proxy.FailReason]int
 	rcodes    map[int]int
 	drops     chan proxy.DropReason // each drop, while not full
+	limited   map[proxy.LimitAction]int
+	limits    chan proxy.LimitAction // each query over the rate limit, while not full
 }
 
 func newCounter() *counter {
 	return &counter{dropped: map[proxy.DropReason]int{}, failed: map[proxy.FailReason]int{}, rcodes: map[int]int{},
-		drops: make(chan proxy.DropReason, 64)}
+		drops: make(chan proxy.DropReason, 64), limited: map[proxy.LimitAction]int{}, limits: make(chan proxy.LimitAction, 64)}
 }
 
 func (c *counter) Answered(_ proxy.Transport, _ fmt.Stringer, rcode int, _ time.Duration, _, _ int) {
@@ -169,11 +171,21 @@ func (c *counter) Failed(_ proxy.Transport, r proxy.FailReason) {
 	c.failed[r]++
 }
 
+func (c *counter) Limited(_ proxy.Transport, a proxy.LimitAction) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.limited[a]++
+	select {
+	case c.limits <- a:
+	default:
+	}
+}
+
 func (c *counter) snapshot() *counter {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return &counter{answered: c.answered, malformed: c.malformed, refused: c.refused, truncated: c.truncated,
-		dropped: clone(c.dropped), failed: clone(c.failed), rcodes: clone(c.rcodes)}
+		dropped: clone(c.dropped), failed: clone(c.failed), rcodes: clone(c.rcodes), limited: clone(c.limited)}
 }
 
 func clone[K comparable](m map[K]int) map[K]int {

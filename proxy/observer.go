@@ -36,6 +36,16 @@ const (
 	FailUpstream FailReason = "upstream" // every attempt failed before the deadline
 )
 
+// LimitAction says what became of a query over its client's rate limit.
+type LimitAction string
+
+// What is done with a query over the rate limit.
+const (
+	LimitDrop    LimitAction = "drop"    // over UDP: no reply
+	LimitSlip    LimitAction = "slip"    // over UDP: an empty reply with TC set, which sends the client to TCP
+	LimitRefused LimitAction = "refused" // over TCP: REFUSED
+)
+
 // Observer receives the events of the client-facing side. Its methods are
 // called on the query path and must not block.
 type Observer interface {
@@ -58,6 +68,9 @@ type Observer interface {
 	Truncated()
 	// Failed reports a query answered with the proxy's own SERVFAIL.
 	Failed(t Transport, reason FailReason)
+	// Limited reports a query over its client's rate limit, and what
+	// became of it.
+	Limited(t Transport, action LimitAction)
 }
 
 // NopObserver is an Observer that discards every event.
@@ -82,3 +95,6 @@ func (NopObserver) Truncated() {}
 
 // Failed implements [Observer].
 func (NopObserver) Failed(Transport, FailReason) {}
+
+// Limited implements [Observer].
+func (NopObserver) Limited(Transport, LimitAction) {}

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/dotproxy/dotproxy/ratelimit"
 )
 
 // Server serves DNS on every listen address over UDP and TCP. Start it once,
@@ -22,6 +24,10 @@ type Server struct {
 	log   *slog.Logger
 	debug bool // log every query: checked once, not per query
 	mem   memBudget
+	limit *ratelimit.Limiter // nil: no rate limit
+	// limitLoopback limits loopback clients too: for tests, which have
+	// no other addresses to send from (export_test.go).
+	limitLoopback bool
 
 	wg sync.WaitGroup // every serving goroutine and query
 
@@ -42,7 +48,12 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
+	limit, err := ratelimit.New(cfg.RateLimit)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
+		limit: limit,
 		cfg:   cfg,
 		obs:   cfg.Observer,
 		log:   cfg.Logger,
