@@ -46,7 +46,8 @@ const noUpstream = "none"
 // The tag values of each enum, in index order; the last is always other.
 var (
 	transports   = []string{string(proxy.UDP), string(proxy.TCP), other}
-	dropReasons  = []string{string(proxy.DropShort), string(proxy.DropResponse), string(proxy.DropBadFrame), string(proxy.DropConnLimit), other}
+	dropReasons  = []string{string(proxy.DropShort), string(proxy.DropResponse), string(proxy.DropBadFrame), string(proxy.DropConnLimit),
+		string(proxy.DropTooLarge), string(proxy.DropOverload), other}
 	failReasons  = []string{string(proxy.FailDeadline), string(proxy.FailUpstream), other}
 	limitActions = []string{string(proxy.LimitDrop), string(proxy.LimitSlip), string(proxy.LimitRefused), other}
 	closeReasons = []string{string(upstream.CloseIdle), string(upstream.CloseServerClosed),
@@ -88,6 +89,10 @@ func dropIndex(r proxy.DropReason) int {
 		return 2
 	case proxy.DropConnLimit:
 		return 3
+	case proxy.DropTooLarge:
+		return 4
+	case proxy.DropOverload:
+		return 5
 	}
 	return len(dropReasons) - 1
 }

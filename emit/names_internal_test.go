@@ -1,6 +1,11 @@
 package emit
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/dotproxy/dotproxy/proxy"
@@ -8,31 +13,73 @@ import (
 )
 
 // Every reason the proxy and the pool report must get a tag of its own, not
-// the catch-all: a new constant there needs a name here.
+// the catch-all. The reasons are read from the packages' source, so that a
+// new constant there without a name here fails this test rather than
+// being tagged "other" unnoticed.
 func TestEveryReasonHasItsOwnTag(t *testing.T) {
-	for _, r := range []proxy.DropReason{proxy.DropShort, proxy.DropResponse, proxy.DropBadFrame, proxy.DropConnLimit} {
-		if got := dropReasons[dropIndex(r)]; got != string(r) {
-			t.Errorf("drop reason %q is tagged %q", r, got)
+	proxyConsts := constants(t, "../proxy")
+	upstreamConsts := constants(t, "../upstream")
+	checks := []struct {
+		typ    string
+		consts map[string][]string
+		tag    func(string) string
+	}{
+		{"DropReason", proxyConsts, func(v string) string { return dropReasons[dropIndex(proxy.DropReason(v))] }},
+		{"FailReason", proxyConsts, func(v string) string { return failReasons[failIndex(proxy.FailReason(v))] }},
+		{"LimitAction", proxyConsts, func(v string) string { return limitActions[limitIndex(proxy.LimitAction(v))] }},
+		{"CloseReason", upstreamConsts, func(v string) string { return closeReasons[closeIndex(upstream.CloseReason(v))] }},
+		{"Stage", upstreamConsts, func(v string) string { return stages[stageIndex(upstream.Stage(v))] }},
+	}
+	for _, c := range checks {
+		values := c.consts[c.typ]
+		if len(values) == 0 {
+			t.Fatalf("no constant of type %s found: has it been renamed?", c.typ)
+		}
+		for _, v := range values {
+			if got := c.tag(v); got != v {
+				t.Errorf("%s %q is tagged %q", c.typ, v, got)
+			}
 		}
 	}
-	for _, r := range []proxy.FailReason{proxy.FailDeadline, proxy.FailUpstream} {
-		if got := failReasons[failIndex(r)]; got != string(r) {
-			t.Errorf("fail reason %q is tagged %q", r, got)
+}
+
+// constants returns the string values of the typed constants declared in
+// the non-test files of the package in dir, by type name.
+func constants(t *testing.T, dir string) map[string][]string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]string{}
+	fset := token.NewFileSet()
+	for _, name := range files {
+		if filepath.Ext(name) != ".go" || len(name) > 8 && name[len(name)-8:] == "_test.go" {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range f.Decls {
+			g, ok := d.(*ast.GenDecl)
+			if !ok || g.Tok != token.CONST {
+				continue
+			}
+			for _, spec := range g.Specs {
+				vs := spec.(*ast.ValueSpec)
+				id, ok := vs.Type.(*ast.Ident)
+				if !ok {
+					continue
+				}
+				for _, v := range vs.Values {
+					if lit, ok := v.(*ast.BasicLit); ok && lit.Kind == token.STRING {
+						s, _ := strconv.Unquote(lit.Value)
+						out[id.Name] = append(out[id.Name], s)
+					}
+				}
+			}
 		}
 	}
-	for _, a := range []proxy.LimitAction{proxy.LimitDrop, proxy.LimitSlip, proxy.LimitRefused} {
-		if got := limitActions[limitIndex(a)]; got != string(a) {
-			t.Errorf("rate limit action %q is tagged %q", a, got)
-		}
-	}
-	for _, r := range []upstream.CloseReason{upstream.CloseIdle, upstream.CloseServerClosed, upstream.CloseError, upstream.CloseShutdown} {
-		if got := closeReasons[closeIndex(r)]; got != string(r) {
-			t.Errorf("close reason %q is tagged %q", r, got)
-		}
-	}
-	for _, s := range []upstream.Stage{upstream.StageConnect, upstream.StageHandshake, upstream.StageVerify, upstream.StageIO} {
-		if got := stages[stageIndex(s)]; got != string(s) {
-			t.Errorf("stage %q is tagged %q", s, got)
-		}
-	}
+	return out
 }

@@ -112,7 +112,9 @@ func (s *Server) allowed(client netip.Addr) bool {
 	if len(s.cfg.Allow) == 0 {
 		return true
 	}
-	client = client.Unmap()
+	// A link-local client arrives with its interface as a zone, and a
+	// prefix contains no address that has one.
+	client = client.Unmap().WithZone("")
 	for _, p := range s.cfg.Allow {
 		if p.Contains(client) {
 			return true
