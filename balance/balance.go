@@ -64,8 +64,16 @@ type Member struct {
 // in a row, with no quicker answer in between. A down upstream gets no
 // client queries; it is probed in the background after FirstBackoff, then
 // after waits that double up to ProbeMaxBackoff, and comes back on the first
-// answer to a probe. When every upstream a query could go to is down, it
-// goes to the one whose last failure is the oldest rather than fail.
+// answer to a probe.
+//
+// When every upstream is down, a query goes to the one whose last failure
+// is the oldest, among those not yet probed in vain since they went down:
+// right after a failure, before any probe has confirmed it, a blip must not
+// fail every query. Once every upstream is down with a failed probe since,
+// no query goes anywhere: each fails at once with ErrAllDown instead of
+// waiting on an unreachable resolver until its deadline. Probes then come
+// at least every AllDownProbeEvery, and the first one answered brings its
+// upstream, and the queries, back.
 type Balancer struct {
 	hosts    []host
 	policy   Policy
@@ -154,23 +162,31 @@ func (w waiter) Resolved(answer []byte, from fmt.Stringer, err error) {
 
 // choose returns the upstream for the next attempt of a query that has
 // tried those in tried, and adds it there. It prefers one that is up and not
-// yet tried; then the least recently failed of those not tried; once every
-// upstream has been tried, it starts again from all of them.
+// yet tried; then the least recently failed of those not tried, leaving out
+// the unreachable ones; once every other upstream has been tried, it starts
+// again from all of them. It returns nil when every upstream is
+// unreachable.
 func (b *Balancer) choose(tried *uint64) *host {
-	if *tried == b.all() {
+	i := b.pickOrFallBack(*tried)
+	if i < 0 && *tried != 0 {
 		*tried = 0
+		i = b.pickOrFallBack(0)
 	}
-	i := b.pick(*tried)
 	if i < 0 {
-		i = b.leastRecentlyFailed(*tried)
+		return nil
 	}
 	*tried |= uint64(1) << i
 	return &b.hosts[i]
 }
 
-// all returns the set of every upstream.
-func (b *Balancer) all() uint64 {
-	return (uint64(1) << len(b.hosts)) - 1
+// pickOrFallBack returns the policy's choice among the upstreams up and not
+// in skip or, with none up, the least recently failed of those that may
+// still take a query; -1 when there is none.
+func (b *Balancer) pickOrFallBack(skip uint64) int {
+	if i := b.pick(skip); i >= 0 {
+		return i
+	}
+	return b.leastRecentlyFailed(skip)
 }
 
 // settle does the bookkeeping of an attempt on h that took elapsed and

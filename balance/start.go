@@ -23,7 +23,9 @@ type Finisher = interface {
 // an upstream is an answer, not retried. When an attempt fails, the query
 // goes to another upstream, up to MaxRetries times, until deadline; with
 // HedgeAfter set, a query still unanswered after that long also goes to a
-// second upstream that is up, and the first answer wins.
+// second upstream that is up, and the first answer wins. While every
+// upstream is unreachable (see Balancer), fin is told ErrAllDown at once,
+// before Start returns, and no upstream gets the query.
 //
 // It is the only way a query enters the Balancer: no goroutine waits for a
 // query, and every attempt, retry and hedge is started by the goroutine that
@@ -52,9 +54,15 @@ func (b *Balancer) start(query []byte, deadline time.Time, fin Finisher, hold bo
 		fin.Resolved(nil, nil, errDeadline)
 		return
 	}
+	var tried uint64
+	h := b.choose(&tried)
+	if h == nil {
+		fin.Resolved(nil, nil, ErrAllDown)
+		return
+	}
 	r := runs.Get().(*run)
 	r.mu.Lock()
-	r.b, r.query, r.deadline, r.fin = b, query, deadline, fin
+	r.b, r.query, r.deadline, r.fin, r.tried = b, query, deadline, fin, tried
 	if b.hedging {
 		// The attempt that loses to a hedge goes on after fin is told,
 		// and the caller may reuse its buffer by then.
@@ -65,7 +73,7 @@ func (b *Balancer) start(query []byte, deadline time.Time, fin Finisher, hold bo
 		// bubble it was made in, if any.
 		r.hedge = time.AfterFunc(b.cfg.HedgeAfter, r.onHedge)
 	}
-	a := r.nextLocked(b.choose(&r.tried), now)
+	a := r.nextLocked(h, now)
 	r.mu.Unlock()
 	a.send(hold)
 }
@@ -150,19 +158,37 @@ func (a *attempt) ExchangeDone(answer []byte, err error) {
 	case err == nil:
 		r.unlockAndFinish(answer, h.obs, nil)
 		return
-	case r.retries < b.cfg.MaxRetries && time.Now().Before(r.deadline):
-		r.retries++
-		next := r.nextLocked(b.choose(&r.tried), time.Now())
-		next.h.obs.Retried()
-		r.mu.Unlock()
-		next.send(false)
+	case r.retries < b.cfg.MaxRetries && time.Now().Before(r.deadline) && r.retryLocked():
+		// Retried; with nowhere to retry, the next case decides.
 		return
-	case r.pending == 0 || r.pending == 1 && r.hedgeArmed:
+	case r.lastOutLocked():
 		// Nothing else is out to answer: this error is the query's.
 		r.unlockAndFinish(nil, nil, err)
 		return
 	}
 	r.unlockAndRecycle()
+}
+
+// retryLocked starts r's next attempt, on the upstream choose gives, and
+// lets r.mu go; with every upstream unreachable, it reports false and
+// keeps r.mu, and the attempt's error stays the query's.
+func (r *run) retryLocked() bool {
+	h := r.b.choose(&r.tried)
+	if h == nil {
+		return false
+	}
+	r.retries++
+	next := r.nextLocked(h, time.Now())
+	h.obs.Retried()
+	r.mu.Unlock()
+	next.send(false)
+	return true
+}
+
+// lastOutLocked reports whether nothing of r is still out that could
+// answer: no attempt, only the hedge timer at most. r.mu must be held.
+func (r *run) lastOutLocked() bool {
+	return r.pending == 0 || r.pending == 1 && r.hedgeArmed
 }
 
 // onHedge runs HedgeAfter after the first attempt: a query still
