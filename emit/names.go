@@ -46,7 +46,7 @@ const noUpstream = "none"
 var (
 	transports   = []string{string(proxy.UDP), string(proxy.TCP), other}
 	dropReasons  = []string{string(proxy.DropShort), string(proxy.DropResponse), string(proxy.DropBadFrame), string(proxy.DropConnLimit), other}
-	failReasons  = []string{string(proxy.FailDeadline), string(proxy.FailUpstream), other}
+	failReasons  = []string{string(proxy.FailDeadline), string(proxy.FailUpstream), string(proxy.FailUnreachable), other}
 	closeReasons = []string{string(upstream.CloseIdle), string(upstream.CloseServerClosed),
 		string(upstream.CloseError), string(upstream.CloseShutdown), other}
 	stages = []string{string(upstream.StageConnect), string(upstream.StageHandshake),
@@ -96,6 +96,8 @@ func failIndex(r proxy.FailReason) int {
 		return 0
 	case proxy.FailUpstream:
 		return 1
+	case proxy.FailUnreachable:
+		return 2
 	}
 	return len(failReasons) - 1
 }

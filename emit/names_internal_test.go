@@ -15,7 +15,7 @@ func TestEveryReasonHasItsOwnTag(t *testing.T) {
 			t.Errorf("drop reason %q is tagged %q", r, got)
 		}
 	}
-	for _, r := range []proxy.FailReason{proxy.FailDeadline, proxy.FailUpstream} {
+	for _, r := range []proxy.FailReason{proxy.FailDeadline, proxy.FailUpstream, proxy.FailUnreachable} {
 		if got := failReasons[failIndex(r)]; got != string(r) {
 			t.Errorf("fail reason %q is tagged %q", r, got)
 		}

@@ -30,12 +30,12 @@ func (s *Server) check(t Transport, client netip.Addr, msg []byte, arrived time.
 	case err != nil:
 		s.obs.Malformed(t)
 		q.Question = nil // it did not parse: echo none of it
-		q.EDNS = false
-		return s.reply(t, client, q, nil, dnsmsg.Reply(q, dnsmsg.RcodeFormErr), arrived, len(msg)), true
+		q.UDPSize, q.OPTTTL, q.EDNS = dnsmsg.MalformedEDNS(msg)
+		return s.reply(t, client, q, nil, dnsmsg.ReplyEDE(q, dnsmsg.RcodeFormErr, dnsmsg.EDEMalformed), arrived, len(msg)), true
 	}
 	if !s.allowed(client) {
 		s.obs.Refused(t)
-		return s.reply(t, client, q, nil, dnsmsg.Reply(q, dnsmsg.RcodeRefused), arrived, len(msg)), true
+		return s.reply(t, client, q, nil, dnsmsg.ReplyEDE(q, dnsmsg.RcodeRefused, dnsmsg.EDEProhibited), arrived, len(msg)), true
 	}
 	if t == UDP && dnsmsg.IsTransfer(q) {
 		// AXFR is defined over TCP only (RFC 5936 §4.2), and an IXFR
@@ -54,16 +54,13 @@ func (s *Server) check(t Transport, client netip.Addr, msg []byte, arrived time.
 func (s *Server) finish(t Transport, client netip.Addr, q *dnsmsg.Query, querySize int, arrived, deadline time.Time,
 	answer []byte, from fmt.Stringer, err error) []byte {
 	if err != nil {
-		reason := FailUpstream
-		if !time.Now().Before(deadline) {
-			reason = FailDeadline
-		}
+		reason, why := failure(err, deadline)
 		s.obs.Failed(t, reason)
 		if s.debug {
 			s.log.Debug("query failed", "client", client, "transport", string(t),
 				"question", dnsmsg.QuestionString(q.Question), "reason", string(reason), "err", err.Error())
 		}
-		return s.reply(t, client, q, nil, dnsmsg.Reply(q, dnsmsg.RcodeServFail), arrived, querySize)
+		return s.reply(t, client, q, nil, dnsmsg.ReplyEDE(q, dnsmsg.RcodeServFail, why), arrived, querySize)
 	}
 	if t == UDP && len(answer) > q.MaxUDPAnswer() {
 		s.obs.Truncated()
