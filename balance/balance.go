@@ -167,26 +167,30 @@ func (w waiter) Resolved(answer []byte, from fmt.Stringer, err error) {
 // again from all of them. It returns nil when every upstream is
 // unreachable.
 func (b *Balancer) choose(tried *uint64) *host {
-	i := b.pickOrFallBack(*tried)
-	if i < 0 && *tried != 0 {
-		*tried = 0
-		i = b.pickOrFallBack(0)
-	}
+	i := b.pick(*tried)
 	if i < 0 {
-		return nil
+		if i = b.fallBack(tried); i < 0 {
+			return nil
+		}
 	}
 	*tried |= uint64(1) << i
 	return &b.hosts[i]
 }
 
-// pickOrFallBack returns the policy's choice among the upstreams up and not
-// in skip or, with none up, the least recently failed of those that may
-// still take a query; -1 when there is none.
-func (b *Balancer) pickOrFallBack(skip uint64) int {
-	if i := b.pick(skip); i >= 0 {
+// fallBack is choose's choice when no upstream in tried's complement is
+// up: the least recently failed of them that is not unreachable or, with
+// none, the choice among all upstreams again, tried emptied; -1 when every
+// upstream is unreachable. It is off the path of a healthy query, which
+// pick alone serves.
+func (b *Balancer) fallBack(tried *uint64) int {
+	if i := b.leastRecentlyFailed(*tried); i >= 0 || *tried == 0 {
 		return i
 	}
-	return b.leastRecentlyFailed(skip)
+	*tried = 0
+	if i := b.pick(0); i >= 0 {
+		return i
+	}
+	return b.leastRecentlyFailed(0)
 }
 
 // settle does the bookkeeping of an attempt on h that took elapsed and
