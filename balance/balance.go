@@ -70,10 +70,12 @@ type Member struct {
 // is the oldest, among those not yet probed in vain since they went down:
 // right after a failure, before any probe has confirmed it, a blip must not
 // fail every query. Once every upstream is down with a failed probe since,
-// no query goes anywhere: each fails at once with ErrAllDown instead of
-// waiting on an unreachable resolver until its deadline. Probes then come
-// at least every AllDownProbeEvery, and the first one answered brings its
-// upstream, and the queries, back.
+// no new query goes anywhere: each fails at once with ErrAllDown instead of
+// waiting on an unreachable resolver until its deadline. (The retries of a
+// query sent before still go out: it has waited already, and a resolver
+// too busy to answer a probe in time looks unreachable too.) Probes then
+// come at least every AllDownProbeEvery, and the first one answered brings
+// its upstream, and the queries, back.
 type Balancer struct {
 	hosts    []host
 	policy   Policy
@@ -183,14 +185,28 @@ func (b *Balancer) choose(tried *uint64) *host {
 // upstream is unreachable. It is off the path of a healthy query, which
 // pick alone serves.
 func (b *Balancer) fallBack(tried *uint64) int {
-	if i := b.leastRecentlyFailed(*tried); i >= 0 || *tried == 0 {
+	if i := b.leastRecentlyFailed(*tried, false); i >= 0 || *tried == 0 {
 		return i
 	}
 	*tried = 0
 	if i := b.pick(0); i >= 0 {
 		return i
 	}
-	return b.leastRecentlyFailed(0)
+	return b.leastRecentlyFailed(0, false)
+}
+
+// lastResort returns the least recently failed upstream not in tried,
+// unreachable or not, starting again from all of them once every one has
+// been tried, and adds it to tried: the retry of a query sent before every
+// upstream was found unreachable.
+func (b *Balancer) lastResort(tried *uint64) *host {
+	i := b.leastRecentlyFailed(*tried, true)
+	if i < 0 {
+		*tried = 0
+		i = b.leastRecentlyFailed(0, true)
+	}
+	*tried |= uint64(1) << i
+	return &b.hosts[i]
 }
 
 // settle does the bookkeeping of an attempt on h that took elapsed and

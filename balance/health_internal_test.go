@@ -480,10 +480,11 @@ func TestAllDownBringsProbesForward(t *testing.T) {
 	})
 }
 
-// TestRetryFindsEveryUpstreamUnreachable: a query sent in the window whose
-// upstream is found unreachable while it is out ends with its own error,
-// and is not retried on that upstream.
-func TestRetryFindsEveryUpstreamUnreachable(t *testing.T) {
+// TestRetryAfterEveryUpstreamFoundUnreachable: a query sent in the window
+// whose upstream is found unreachable while it is out has waited already;
+// its retries still go out, to the least recently failed upstream, as they
+// would have in the window. A query that arrives then fails at once.
+func TestRetryAfterEveryUpstreamFoundUnreachable(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fakes := testPool(1)
 		release := make(chan struct{})
@@ -503,13 +504,16 @@ func TestRetryFindsEveryUpstreamUnreachable(t *testing.T) {
 		if !b.hosts[0].unreachable.Load() {
 			t.Fatal("u0 not unreachable after its failed probe")
 		}
+		if _, _, err := b.Resolve(testQuery, far()); err != ErrAllDown {
+			t.Fatalf("a new query ended with %v, want ErrAllDown", err)
+		}
 		close(release)
 		r := <-fin
 		if !errors.Is(r.err, errRefused) {
-			t.Fatalf("the query ended with %v, want its own refusal", r.err)
+			t.Fatalf("the query ended with %v, want the refusal", r.err)
 		}
-		if got := fakes[0].calls.Load(); got != 1 || obs.retried.Load() != 0 {
-			t.Fatalf("u0 got %d client queries, %d retried; want the one, no retry", got, obs.retried.Load())
+		if got := fakes[0].calls.Load(); got != 3 || obs.retried.Load() != 2 {
+			t.Fatalf("u0 got %d client queries, %d retried; want the first and its 2 retries", got, obs.retried.Load())
 		}
 		b.Close()
 	})

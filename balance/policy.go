@@ -195,15 +195,15 @@ func (b *Balancer) least(set uint64, m metric) int {
 	return best
 }
 
-// leastRecentlyFailed returns the upstream not in skip, and not
-// unreachable, whose last failure is the oldest, or -1 when there is none.
-// It is the choice when every candidate is down.
-func (b *Balancer) leastRecentlyFailed(skip uint64) int {
+// leastRecentlyFailed returns the upstream not in skip whose last failure
+// is the oldest, leaving out the unreachable ones unless withUnreachable,
+// or -1 when there is none. It is the choice when every candidate is down.
+func (b *Balancer) leastRecentlyFailed(skip uint64, withUnreachable bool) int {
 	best := -1
 	var oldest int64
 	for i := range b.hosts {
 		h := &b.hosts[i]
-		if skip&(uint64(1)<<i) != 0 || h.unreachable.Load() {
+		if skip&(uint64(1)<<i) != 0 || !withUnreachable && h.unreachable.Load() {
 			continue
 		}
 		if t := h.lastFail.Load(); best < 0 || t < oldest {

@@ -158,8 +158,8 @@ func (a *attempt) ExchangeDone(answer []byte, err error) {
 	case err == nil:
 		r.unlockAndFinish(answer, h.obs, nil)
 		return
-	case r.retries < b.cfg.MaxRetries && time.Now().Before(r.deadline) && r.retryLocked():
-		// Retried; with nowhere to retry, the next case decides.
+	case r.retries < b.cfg.MaxRetries && time.Now().Before(r.deadline):
+		r.retryLocked()
 		return
 	case r.lastOutLocked():
 		// Nothing else is out to answer: this error is the query's.
@@ -170,19 +170,21 @@ func (a *attempt) ExchangeDone(answer []byte, err error) {
 }
 
 // retryLocked starts r's next attempt, on the upstream choose gives, and
-// lets r.mu go; with every upstream unreachable, it reports false and
-// keeps r.mu, and the attempt's error stays the query's.
-func (r *run) retryLocked() bool {
+// lets r.mu go. A query sent before every upstream was found unreachable
+// has waited already, and an overloaded resolver can look unreachable to a
+// probe stuck behind the queries: its retry still goes out, as in the
+// window it was sent in, to the least recently failed upstream. Only the
+// queries that arrive once every upstream is unreachable fail at once.
+func (r *run) retryLocked() {
 	h := r.b.choose(&r.tried)
 	if h == nil {
-		return false
+		h = r.b.lastResort(&r.tried)
 	}
 	r.retries++
 	next := r.nextLocked(h, time.Now())
 	h.obs.Retried()
 	r.mu.Unlock()
 	next.send(false)
-	return true
 }
 
 // lastOutLocked reports whether nothing of r is still out that could
