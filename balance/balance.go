@@ -64,8 +64,18 @@ type Member struct {
 // in a row, with no quicker answer in between. A down upstream gets no
 // client queries; it is probed in the background after FirstBackoff, then
 // after waits that double up to ProbeMaxBackoff, and comes back on the first
-// answer to a probe. When every upstream a query could go to is down, it
-// goes to the one whose last failure is the oldest rather than fail.
+// answer to a probe.
+//
+// When every upstream is down, a query goes to the one whose last failure
+// is the oldest, among those not yet probed in vain since they went down:
+// right after a failure, before any probe has confirmed it, a blip must not
+// fail every query. Once every upstream is down with a failed probe since,
+// no new query goes anywhere: each fails at once with ErrAllDown instead of
+// waiting on an unreachable resolver until its deadline. (The retries of a
+// query sent before still go out: it has waited already, and a resolver
+// too busy to answer a probe in time looks unreachable too.) Probes then
+// come at least every AllDownProbeEvery, and the first one answered brings
+// its upstream, and the queries, back.
 type Balancer struct {
 	hosts    []host
 	policy   Policy
@@ -160,23 +170,49 @@ func (w waiter) Resolved(answer []byte, from fmt.Stringer, err error) {
 
 // choose returns the upstream for the next attempt of a query that has
 // tried those in tried, and adds it there. It prefers one that is up and not
-// yet tried; then the least recently failed of those not tried; once every
-// upstream has been tried, it starts again from all of them.
+// yet tried; then the least recently failed of those not tried, leaving out
+// the unreachable ones; once every other upstream has been tried, it starts
+// again from all of them. It returns nil when every upstream is
+// unreachable.
 func (b *Balancer) choose(tried *uint64) *host {
-	if *tried == b.all() {
-		*tried = 0
-	}
 	i := b.pick(*tried)
 	if i < 0 {
-		i = b.leastRecentlyFailed(*tried)
+		if i = b.fallBack(tried); i < 0 {
+			return nil
+		}
 	}
 	*tried |= uint64(1) << i
 	return &b.hosts[i]
 }
 
-// all returns the set of every upstream.
-func (b *Balancer) all() uint64 {
-	return (uint64(1) << len(b.hosts)) - 1
+// fallBack is choose's choice when no upstream in tried's complement is
+// up: the least recently failed of them that is not unreachable or, with
+// none, the choice among all upstreams again, tried emptied; -1 when every
+// upstream is unreachable. It is off the path of a healthy query, which
+// pick alone serves.
+func (b *Balancer) fallBack(tried *uint64) int {
+	if i := b.leastRecentlyFailed(*tried, false); i >= 0 || *tried == 0 {
+		return i
+	}
+	*tried = 0
+	if i := b.pick(0); i >= 0 {
+		return i
+	}
+	return b.leastRecentlyFailed(0, false)
+}
+
+// lastResort returns the least recently failed upstream not in tried,
+// unreachable or not, starting again from all of them once every one has
+// been tried, and adds it to tried: the retry of a query sent before every
+// upstream was found unreachable.
+func (b *Balancer) lastResort(tried *uint64) *host {
+	i := b.leastRecentlyFailed(*tried, true)
+	if i < 0 {
+		*tried = 0
+		i = b.leastRecentlyFailed(0, true)
+	}
+	*tried |= uint64(1) << i
+	return &b.hosts[i]
 }
 
 // settle does the bookkeeping of an attempt on h that took elapsed and

@@ -24,6 +24,15 @@ const (
 // recovery, doubles the wait up to Config.ProbeMaxBackoff.
 const FirstBackoff = 100 * time.Millisecond
 
+// AllDownProbeEvery caps the wait between two probes of an upstream while
+// every upstream is unreachable (down, and probed in vain since). Client
+// queries then fail at once and reach no upstream, so that the probes alone
+// bring one back: at this pace an outage ends for clients within about a
+// second of the resolver's return, as with dnsdist's health checks, sent
+// once a second, rather than after up to Config.ProbeMaxBackoff. A shorter
+// ProbeMaxBackoff still applies.
+const AllDownProbeEvery = time.Second
+
 // MaxUpstreams is the largest number of upstreams a Balancer takes.
 const MaxUpstreams = 64
 

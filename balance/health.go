@@ -106,10 +106,52 @@ func (b *Balancer) probed(h *host, gen uint64, err error) {
 	h.lastFail.Store(time.Now().UnixNano())
 	h.noteError(err)
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.gen == gen && h.state.Load() == stateDown {
-		h.level = min(h.level+1, maxLevel)
-		b.scheduleLocked(h, b.backoff(h.level), func() { b.probe(h, gen) })
+	if h.gen != gen || h.state.Load() != stateDown {
+		h.mu.Unlock()
+		return
+	}
+	h.unreachable.Store(true)
+	h.level = min(h.level+1, maxLevel)
+	wait := b.backoff(h.level)
+	allDown := b.allUnreachable()
+	if allDown {
+		wait = min(wait, AllDownProbeEvery)
+	}
+	b.scheduleLocked(h, wait, func() { b.probe(h, gen) })
+	h.mu.Unlock()
+	if allDown {
+		b.hurryProbes()
+	}
+}
+
+// allUnreachable reports whether every upstream is down with a failed
+// probe since: no client query can go anywhere, and only the probes can
+// bring one back.
+func (b *Balancer) allUnreachable() bool {
+	for i := range b.hosts {
+		if !b.hosts[i].unreachable.Load() {
+			return false
+		}
+	}
+	return true
+}
+
+// hurryProbes brings forward to AllDownProbeEvery from now each pending
+// probe due later, scheduled before every upstream was unreachable. A probe
+// under way is left alone: its end schedules the next one at that pace.
+func (b *Balancer) hurryProbes() {
+	soon := time.Now().Add(AllDownProbeEvery)
+	for i := range b.hosts {
+		h := &b.hosts[i]
+		h.mu.Lock()
+		// Stop fails if the timer has fired: its probe is starting.
+		if h.state.Load() == stateDown && h.timer != nil && h.due.After(soon) && h.timer.Stop() {
+			b.wg.Done() // the stopped timer's count
+			h.timer = nil
+			gen := h.gen
+			b.scheduleLocked(h, AllDownProbeEvery, func() { b.probe(h, gen) })
+		}
+		h.mu.Unlock()
 	}
 }
 
@@ -128,6 +170,7 @@ func (h *host) setStateLocked(s int32) {
 	h.gen++
 	h.state.Store(s)
 	h.changedLocked()
+	h.unreachable.Store(false)
 }
 
 // scheduleLocked replaces h's pending timer with one that runs f after d,
@@ -139,6 +182,7 @@ func (b *Balancer) scheduleLocked(h *host, d time.Duration, f func()) {
 		return
 	}
 	b.wg.Add(1)
+	h.due = time.Now().Add(d)
 	h.timer = time.AfterFunc(d, func() {
 		defer b.wg.Done()
 		f()

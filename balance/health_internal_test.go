@@ -328,9 +328,11 @@ func TestBackoffGrowsUntilQuiet(t *testing.T) {
 	})
 }
 
-// TestAllDownTriesLeastRecentlyFailed: when every upstream is down a query
-// still goes out, to the one whose last failure is the oldest, and its
-// answer brings that one back.
+// TestAllDownTriesLeastRecentlyFailed: right after every upstream went
+// down, before any probe has confirmed it, a query still goes out, to the
+// one whose last failure is the oldest, and its answer brings that one
+// back: a blip must not fail every query. (No probe runs here: the first is
+// due FirstBackoff after each failure, and the bubble's clock has moved 3 ms.)
 func TestAllDownTriesLeastRecentlyFailed(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fakes := testPool(3)
@@ -351,6 +353,185 @@ func TestAllDownTriesLeastRecentlyFailed(t *testing.T) {
 		}
 		if e := obs.next(t); e != (event{"u1", true}) {
 			t.Errorf("health change = %+v, want u1 up", e)
+		}
+		b.Close()
+	})
+}
+
+// TestAllDownFailsAtOnceAfterAFailedProbe: once every upstream is down and
+// has failed a probe since, a query goes to none of them and fails at once
+// with ErrAllDown, before Start returns; probes go on, no further apart
+// than AllDownProbeEvery however high ProbeMaxBackoff is, and the first one
+// answered brings its upstream and the queries back.
+func TestAllDownFailsAtOnceAfterAFailedProbe(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fakes := testPool(2)
+		for _, f := range fakes {
+			f.set(refuse)
+			f.probed = make(chan bool, 16)
+		}
+		obs := newRecorder()
+		b := newTestBalancer(t, fakes, Config{Policy: RoundRobin, MaxRetries: 1, ProbeMaxBackoff: time.Minute}, obs)
+		if _, _, err := b.Resolve(testQuery, far()); !errors.Is(err, errRefused) {
+			t.Fatalf("Resolve = %v, want the refusal", err)
+		}
+		obs.next(t)
+		obs.next(t)
+		// The window: both down, neither probed yet. The query still goes out.
+		if _, _, err := b.Resolve(testQuery, far()); !errors.Is(err, errRefused) {
+			t.Fatalf("Resolve in the window = %v, want the refusal", err)
+		}
+		sent := counts(fakes)
+		if sent[0]+sent[1] != 4 {
+			t.Fatalf("counts = %v, want 4 client queries in all", sent)
+		}
+		for i, f := range fakes {
+			if ok := <-f.probed; ok {
+				t.Fatalf("u%d answered its probe", i)
+			}
+		}
+		synctest.Wait()
+		fin := make(resolved, 1)
+		b.Start(testQuery, far(), fin)
+		select {
+		case r := <-fin:
+			// ErrAllDown itself, not wrapped: the proxy asks the error
+			// itself whether it is Unreachable.
+			if r.err != ErrAllDown || r.from != nil {
+				t.Fatalf("Start ended with %v from %q, want ErrAllDown", r.err, nameOf(r.from))
+			}
+		default:
+			t.Fatal("Start returned before ending the query")
+		}
+		if u, ok := ErrAllDown.(interface{ Unreachable() bool }); !ok || !u.Unreachable() {
+			t.Fatal("ErrAllDown does not report Unreachable")
+		}
+		if _, _, err := b.Resolve(testQuery, far()); err != ErrAllDown {
+			t.Fatalf("Resolve = %v, want ErrAllDown", err)
+		}
+		if got := counts(fakes); got[0] != sent[0] || got[1] != sent[1] {
+			t.Fatalf("counts = %v, then %v: a query reached an unreachable upstream", sent, got)
+		}
+		// Each failed probe doubles the wait (200, 400, 800 ms), up to
+		// AllDownProbeEvery, not ProbeMaxBackoff's minute.
+		last := time.Now()
+		for i, want := range []time.Duration{200 * ms, 400 * ms, 800 * ms, AllDownProbeEvery, AllDownProbeEvery} {
+			if ok := <-fakes[0].probed; ok {
+				t.Fatalf("probe %d answered", i)
+			}
+			if got := time.Since(last); got != want {
+				t.Errorf("probe %d came %v after the one before, want %v", i, got, want)
+			}
+			last = time.Now()
+		}
+		fakes[0].set(answer)
+		if ok := <-fakes[0].probed; !ok {
+			t.Fatal("the probe after u0 was fixed failed")
+		}
+		if got := time.Since(last); got != AllDownProbeEvery {
+			t.Errorf("the answered probe came %v after the one before, want %v", got, AllDownProbeEvery)
+		}
+		synctest.Wait()
+		if e := obs.next(t); e != (event{"u0", true}) {
+			t.Fatalf("health change = %+v, want u0 up", e)
+		}
+		if got := resolve(t, b); got != "u0" {
+			t.Fatalf("answered by %s after the recovery, want u0", got)
+		}
+		b.Close()
+	})
+}
+
+// TestAllDownBringsProbesForward: an upstream that has been down a while
+// waits long between probes; when the last other one is found unreachable
+// too, its next probe comes AllDownProbeEvery after that, not at the end of
+// its long wait.
+func TestAllDownBringsProbesForward(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fakes := testPool(2)
+		fakes[0].set(refuse)
+		fakes[0].probed = make(chan bool, 16)
+		fakes[1].probed = make(chan bool, 16)
+		obs := newRecorder()
+		b := newTestBalancer(t, fakes, Config{Policy: Failover, MaxRetries: 1}, obs)
+		resolve(t, b) // u0 fails, u1 answers
+		// u0's probes fail at 0.1, 0.3, 0.7, 1.5, 3.1, 6.3 and 12.7 s; the
+		// next waits ProbeMaxBackoff's default, 10 s.
+		for range 7 {
+			<-fakes[0].probed
+		}
+		synctest.Wait()
+		due := time.Now().Add(DefaultProbeMaxBackoff)
+		time.Sleep(time.Second)
+		fakes[1].set(refuse)
+		if _, _, err := b.Resolve(testQuery, far()); !errors.Is(err, errRefused) {
+			t.Fatalf("Resolve = %v, want the refusal", err)
+		}
+		if ok := <-fakes[1].probed; ok {
+			t.Fatal("u1 answered its probe")
+		}
+		allDown := time.Now()
+		<-fakes[0].probed
+		if got := time.Since(allDown); got != AllDownProbeEvery {
+			t.Errorf("u0's next probe came %v after every upstream was unreachable, want %v (it was due in %v)",
+				got, AllDownProbeEvery, due.Sub(allDown))
+		}
+		b.Close()
+	})
+}
+
+// TestRetryAfterEveryUpstreamFoundUnreachable: a query sent in the window
+// whose upstream is found unreachable while it is out has waited already;
+// its retries still go out, to the least recently failed upstream, as they
+// would have in the window. A query that arrives then fails at once.
+func TestRetryAfterEveryUpstreamFoundUnreachable(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fakes := testPool(1)
+		release := make(chan struct{})
+		fakes[0].set(func(_ context.Context, q []byte) ([]byte, error) {
+			if !isProbe(fakes[0], q) {
+				<-release
+			}
+			return nil, errRefused
+		})
+		obs := newRecorder()
+		b := newTestBalancer(t, fakes, Config{MaxRetries: 2}, obs)
+		b.fail(&b.hosts[0])
+		fin := make(resolved, 1)
+		b.Start(testQuery, far(), fin) // in the window: goes to u0
+		time.Sleep(FirstBackoff)       // the probe fails meanwhile
+		synctest.Wait()
+		if !b.hosts[0].unreachable.Load() {
+			t.Fatal("u0 not unreachable after its failed probe")
+		}
+		if _, _, err := b.Resolve(testQuery, far()); err != ErrAllDown {
+			t.Fatalf("a new query ended with %v, want ErrAllDown", err)
+		}
+		close(release)
+		r := <-fin
+		if !errors.Is(r.err, errRefused) {
+			t.Fatalf("the query ended with %v, want the refusal", r.err)
+		}
+		if got := fakes[0].calls.Load(); got != 3 || obs.retried.Load() != 2 {
+			t.Fatalf("u0 got %d client queries, %d retried; want the first and its 2 retries", got, obs.retried.Load())
+		}
+		b.Close()
+	})
+}
+
+// TestTransferWithEveryUpstreamUnreachable: a zone transfer fails at once,
+// as a query does, and no upstream gets it.
+func TestTransferWithEveryUpstreamUnreachable(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fakes := testPool(1)
+		fakes[0].set(refuse)
+		b := newTestBalancer(t, fakes, Config{})
+		b.Resolve(testQuery, far())
+		time.Sleep(FirstBackoff)
+		synctest.Wait()
+		from, err := b.Transfer(testQuery, far(), time.Second, func([]byte) error { return nil })
+		if err != ErrAllDown || from != nil {
+			t.Fatalf("Transfer = %q, %v; want ErrAllDown", nameOf(from), err)
 		}
 		b.Close()
 	})

@@ -144,6 +144,12 @@ func (f *fakeUpstream) Exchange(q []byte, deadline time.Time) ([]byte, error) {
 	return ans, err
 }
 
+// isProbe reports whether q is the probe of the Balancer f belongs to.
+func isProbe(f *fakeUpstream, q []byte) bool {
+	p := f.probe.Load()
+	return p != nil && bytes.Equal(q, *p)
+}
+
 // testPool returns n fakes named u0, u1, … that answer at once.
 func testPool(n int) []*fakeUpstream {
 	fs := make([]*fakeUpstream, n)

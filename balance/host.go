@@ -15,7 +15,8 @@ const (
 	// upstreams that are in stateUp.
 	stateProbation
 	// stateDown: failed and not yet answered a probe. No policy chooses
-	// it; it gets client queries only when every candidate is down.
+	// it; it gets client queries only when every candidate is down, and
+	// then only until a probe of it has failed (see host.unreachable).
 	stateDown
 )
 
@@ -43,6 +44,10 @@ type host struct {
 	latency  atomic.Int64 // moving average, in ns; 0 until measured
 	lastFail atomic.Int64 // Unix ns of the last failure; 0 if none
 	slowRun  atomic.Int32 // slow attempts in a row, with no quick answer since
+	// unreachable is set while h is down and the last of its probes since
+	// it went down has failed: it gets no client query at all then. It is
+	// written under mu and cleared with every change of state.
+	unreachable atomic.Bool
 
 	// What Status reports and nothing decides on (status.go): the
 	// counts cost one atomic add per attempt, the last error is stored
@@ -58,10 +63,12 @@ type host struct {
 	// gen counts health transitions, so that a timer or probe started
 	// under an older state does nothing.
 	gen uint64
-	// timer is the pending probe (while down) or the end of probation.
+	// timer is the pending probe (while down) or the end of probation,
+	// due at due.
 	timer *time.Timer
 	// changed is when state last changed; zero if it never has.
 	changed time.Time
+	due     time.Time
 
 	// pad keeps the next host's hot counters off this one's cache line.
 	_ [64]byte

@@ -37,11 +37,28 @@ var probeWire = []byte("\x05probe\x07dottest\x00")
 type counted struct {
 	balance.Upstream
 	clients atomic.Int64
+	// probeEnds, when set before the first query, is told each probe's
+	// error once the Balancer has taken the probe's end.
+	probeEnds chan error
 }
 
 func (c *counted) Start(q []byte, deadline time.Time, done balance.Done) {
 	c.count(q)
+	if c.probeEnds != nil && bytes.Contains(q, probeWire) {
+		done = probeEnd{done, c.probeEnds}
+	}
 	c.Upstream.Start(q, deadline, done)
+}
+
+// probeEnd hands a probe's end to the Balancer, then its error to ch.
+type probeEnd struct {
+	done balance.Done
+	ch   chan error
+}
+
+func (p probeEnd) ExchangeDone(answer []byte, err error) {
+	p.done.ExchangeDone(answer, err)
+	p.ch <- err
 }
 
 func (c *counted) StartHeld(q []byte, deadline time.Time, done balance.Done) {
@@ -265,6 +282,68 @@ func TestFailureIsolated(t *testing.T) {
 				t.Fatalf("%d client queries failed after recovery", failed)
 			}
 		})
+	}
+}
+
+// TestAllDownOverDoT: with every resolver refusing connections, once each
+// has failed a probe, a query fails at once with ErrAllDown and reaches
+// none of them; the first resolver to come back is probed up and answers.
+func TestAllDownOverDoT(t *testing.T) {
+	c := newCluster(t, balance.LeastOutstanding)
+	for i := range c.ups {
+		c.ups[i].probeEnds = make(chan error, 64)
+		c.restart(i, dottest.Options{}, true)
+	}
+	// The window: queries still go out, and fail, until a probe of each
+	// upstream has failed too.
+	c.round()
+	for i := range c.ups {
+		for {
+			if err := dottest.Await(t, c.ups[i].probeEnds, fmt.Sprintf("a probe of upstream %d", i)); err != nil {
+				break
+			}
+		}
+	}
+	var sent [3]int64
+	for i := range sent {
+		sent[i] = c.clients(i)
+	}
+	q := new(dns.Msg)
+	q.SetQuestion("alldown.dns.test.", dns.TypeA)
+	wire, err := q.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A deadline far past any test's patience: only the fast path ends
+	// the query before dottest.Await's bound.
+	fin := make(finished, 1)
+	c.bal.Start(wire, time.Now().Add(time.Hour), fin)
+	if r := dottest.Await(t, fin, "the query's end"); r.err != balance.ErrAllDown {
+		t.Fatalf("query ended with %v, want ErrAllDown", r.err)
+	}
+	for i := range sent {
+		if got := c.clients(i); got != sent[i] {
+			t.Fatalf("upstream %d got %d client queries while every upstream was unreachable", i, got-sent[i])
+		}
+	}
+
+	const back = 1
+	name := c.ups[back].String()
+	c.restart(back, dottest.Options{}, false)
+	for {
+		e := dottest.Await(t, c.events, name+" probed back up")
+		if e == (healthEvent{name, true}) {
+			break
+		}
+		if e.up {
+			t.Fatalf("health change %+v while only %s is back", e, name)
+		}
+	}
+	if failed := c.round(); failed > 0 {
+		t.Fatalf("%d client queries failed after %s came back", failed, name)
+	}
+	if c.clients(back) == sent[back] {
+		t.Fatal("the queries after the recovery did not go to the upstream that came back")
 	}
 }
 

@@ -195,17 +195,18 @@ func (b *Balancer) least(set uint64, m metric) int {
 	return best
 }
 
-// leastRecentlyFailed returns the upstream not in skip whose last failure is
-// the oldest, or -1 when skip holds them all. It is the choice when every
-// candidate is down.
-func (b *Balancer) leastRecentlyFailed(skip uint64) int {
+// leastRecentlyFailed returns the upstream not in skip whose last failure
+// is the oldest, leaving out the unreachable ones unless withUnreachable,
+// or -1 when there is none. It is the choice when every candidate is down.
+func (b *Balancer) leastRecentlyFailed(skip uint64, withUnreachable bool) int {
 	best := -1
 	var oldest int64
 	for i := range b.hosts {
-		if skip&(uint64(1)<<i) != 0 {
+		h := &b.hosts[i]
+		if skip&(uint64(1)<<i) != 0 || !withUnreachable && h.unreachable.Load() {
 			continue
 		}
-		if t := b.hosts[i].lastFail.Load(); best < 0 || t < oldest {
+		if t := h.lastFail.Load(); best < 0 || t < oldest {
 			best, oldest = i, t
 		}
 	}

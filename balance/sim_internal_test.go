@@ -187,9 +187,41 @@ const (
 	simAttemptTimeout = 1500 * time.Millisecond
 )
 
+// simQuery is one client query of a simulation run.
+type simQuery struct {
+	at   time.Duration // when it was sent, since the start
+	took time.Duration // until its answer or its error
+	err  error
+	by   int // the upstream that answered; -1 on error
+}
+
 // simulate runs one scenario under one policy and returns the outcome.
 func simulate(t *testing.T, sc simScenario, cfg Config, seed uint64) simResult {
 	var res simResult
+	qs, extra := runSim(t, sc, cfg, seed)
+	var lat []time.Duration
+	var answeredBy [3]int
+	for _, q := range qs {
+		if q.err != nil {
+			res.failed++
+			continue
+		}
+		lat = append(lat, q.took)
+		answeredBy[q.by]++
+	}
+	slices.Sort(lat)
+	pct := func(q float64) time.Duration { return lat[int(q*float64(len(lat)-1))] }
+	res.p50, res.p99, res.p999 = pct(0.5), pct(0.99), pct(0.999)
+	res.extra = float64(extra) / float64(len(qs))
+	for i, n := range answeredBy {
+		res.share[i] = float64(n) / float64(len(lat))
+	}
+	return res
+}
+
+// runSim runs one scenario under one policy and returns every query, and
+// the retries and hedges they took.
+func runSim(t *testing.T, sc simScenario, cfg Config, seed uint64) (qs []simQuery, extraAttempts int64) {
 	synctest.Test(t, func(t *testing.T) {
 		start := time.Now()
 		var extra atomic.Int64
@@ -208,36 +240,26 @@ func simulate(t *testing.T, sc simScenario, cfg Config, seed uint64) simResult {
 		}
 		arrivals := rand.New(rand.NewPCG(seed, 99))
 		var mu sync.Mutex
-		var lat []time.Duration
-		var answeredBy [3]int
 		var wg sync.WaitGroup
 		for time.Since(start) < simDuration {
 			time.Sleep(time.Duration(arrivals.ExpFloat64() * float64(time.Second) / simRate))
 			wg.Go(func() {
 				t0 := time.Now()
 				_, up, err := b.Resolve(testQuery, t0.Add(simTimeout))
-				d := time.Since(t0)
+				q := simQuery{at: t0.Sub(start), took: time.Since(t0), err: err, by: -1}
+				if err == nil {
+					q.by = int(up.String()[1] - '0')
+				}
 				mu.Lock()
 				defer mu.Unlock()
-				if err != nil {
-					res.failed++
-					return
-				}
-				lat = append(lat, d)
-				answeredBy[up.String()[1]-'0']++
+				qs = append(qs, q)
 			})
 		}
 		wg.Wait()
 		b.Close()
-		slices.Sort(lat)
-		pct := func(q float64) time.Duration { return lat[int(q*float64(len(lat)-1))] }
-		res.p50, res.p99, res.p999 = pct(0.5), pct(0.99), pct(0.999)
-		res.extra = float64(extra.Load()) / float64(len(lat)+res.failed)
-		for i, n := range answeredBy {
-			res.share[i] = float64(n) / float64(len(lat))
-		}
+		extraAttempts = extra.Load()
 	})
-	return res
+	return qs, extraAttempts
 }
 
 // TestSimulation runs every policy through every scenario, logs the table,
@@ -284,4 +306,68 @@ func simRow(w *strings.Builder, scenario, what string, r simResult) {
 	fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %d | %.1f%% | %.2f/%.2f/%.2f |\n",
 		scenario, what, round(r.p50), round(r.p99), round(r.p999), r.failed, 100*r.extra,
 		r.share[0], r.share[1], r.share[2])
+}
+
+// The outage of TestSimulationAllDown: every upstream fails from 1 s to 5 s.
+const (
+	allDownFrom = 1 * time.Second
+	allDownTo   = 5 * time.Second
+)
+
+// allDownScenarios take every upstream out at once, refusing connections
+// or silent.
+var allDownScenarios = []simScenario{
+	{"all_refuse", [3]simModel{
+		outage(steady(20*ms), allDownFrom, allDownTo, false),
+		outage(steady(20*ms), allDownFrom, allDownTo, false),
+		outage(steady(20*ms), allDownFrom, allDownTo, false),
+	}},
+	{"all_stall", [3]simModel{
+		outage(steady(20*ms), allDownFrom, allDownTo, true),
+		outage(steady(20*ms), allDownFrom, allDownTo, true),
+		outage(steady(20*ms), allDownFrom, allDownTo, true),
+	}},
+}
+
+// TestSimulationAllDown runs the default policy through an outage of every
+// upstream at once and checks what clients see: answers before it; once
+// every upstream has failed a probe, SERVFAIL at once (ErrAllDown, no
+// virtual time at all) rather than at the query's deadline; answers again
+// within a probe's time and AllDownProbeEvery of the upstreams' return.
+func TestSimulationAllDown(t *testing.T) {
+	var table strings.Builder
+	fmt.Fprintf(&table, "\n| %s | %s | %s | %s | %s |\n|---|--:|--:|--:|--:|\n",
+		"scenario", "failed", "at once", "slowest failure", "last failure after the return")
+	// The last probe before the return may still fail, by the silence
+	// detection's simAttemptTimeout at most; the next comes at most
+	// AllDownProbeEvery later, and a query sent then is answered.
+	recovered := allDownTo + simAttemptTimeout + AllDownProbeEvery
+	for _, sc := range allDownScenarios {
+		qs, _ := runSim(t, sc, Config{MaxRetries: 2}, 7)
+		failed, atOnce := 0, 0
+		var slowest, lastAfter time.Duration
+		for _, q := range qs {
+			if q.err == nil {
+				continue
+			}
+			failed++
+			slowest = max(slowest, q.took)
+			lastAfter = max(lastAfter, q.at-allDownTo)
+			if q.at < allDownFrom || q.at >= recovered {
+				t.Errorf("%s: a query sent at %v failed (%v)", sc.name, q.at, q.err)
+			}
+			if q.err == ErrAllDown {
+				atOnce++
+				if q.took != 0 {
+					t.Errorf("%s: ErrAllDown after %v, want at once", sc.name, q.took)
+				}
+			}
+		}
+		if atOnce == 0 {
+			t.Errorf("%s: no query failed at once", sc.name)
+		}
+		fmt.Fprintf(&table, "| %s | %d | %d | %.1f ms | %.0f ms |\n", sc.name, failed, atOnce,
+			float64(slowest)/float64(ms), float64(lastAfter)/float64(ms))
+	}
+	t.Log(table.String())
 }

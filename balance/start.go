@@ -24,7 +24,9 @@ type Finisher = interface {
 // an upstream is an answer, not retried. When an attempt fails, the query
 // goes to another upstream, up to MaxRetries times, until deadline; with
 // HedgeAfter set, a query still unanswered after that long also goes to a
-// second upstream that is up, and the first answer wins.
+// second upstream that is up, and the first answer wins. While every
+// upstream is unreachable (see Balancer), fin is told ErrAllDown at once,
+// before Start returns, and no upstream gets the query.
 //
 // It is the only way a query enters the Balancer: no goroutine waits for a
 // query, and every attempt, retry and hedge is started by the goroutine that
@@ -53,9 +55,15 @@ func (b *Balancer) start(query []byte, deadline time.Time, fin Finisher, hold bo
 		fin.Resolved(nil, b.cfg.Unanswered, errDeadline)
 		return
 	}
+	var tried uint64
+	h := b.choose(&tried)
+	if h == nil {
+		fin.Resolved(nil, nil, ErrAllDown)
+		return
+	}
 	r := runs.Get().(*run)
 	r.mu.Lock()
-	r.b, r.query, r.deadline, r.fin = b, query, deadline, fin
+	r.b, r.query, r.deadline, r.fin, r.tried = b, query, deadline, fin, tried
 	if b.hedging {
 		// The attempt that loses to a hedge goes on after fin is told,
 		// and the caller may reuse its buffer by then.
@@ -66,7 +74,7 @@ func (b *Balancer) start(query []byte, deadline time.Time, fin Finisher, hold bo
 		// bubble it was made in, if any.
 		r.hedge = time.AfterFunc(b.cfg.HedgeAfter, r.onHedge)
 	}
-	a := r.nextLocked(b.choose(&r.tried), now)
+	a := r.nextLocked(h, now)
 	r.mu.Unlock()
 	a.send(hold)
 }
@@ -153,18 +161,38 @@ func (a *attempt) ExchangeDone(answer []byte, err error) {
 		r.unlockAndFinish(answer, h.obs, nil)
 		return
 	case r.retries < b.cfg.MaxRetries && time.Now().Before(r.deadline):
-		r.retries++
-		next := r.nextLocked(b.choose(&r.tried), time.Now())
-		next.h.obs.Retried()
-		r.mu.Unlock()
-		next.send(false)
+		r.retryLocked()
 		return
-	case r.pending == 0 || r.pending == 1 && r.hedgeArmed:
+	case r.lastOutLocked():
 		// Nothing else is out to answer: this error is the query's.
 		r.unlockAndFinish(nil, b.cfg.Unanswered, err)
 		return
 	}
 	r.unlockAndRecycle()
+}
+
+// retryLocked starts r's next attempt, on the upstream choose gives, and
+// lets r.mu go. A query sent before every upstream was found unreachable
+// has waited already, and an overloaded resolver can look unreachable to a
+// probe stuck behind the queries: its retry still goes out, as in the
+// window it was sent in, to the least recently failed upstream. Only the
+// queries that arrive once every upstream is unreachable fail at once.
+func (r *run) retryLocked() {
+	h := r.b.choose(&r.tried)
+	if h == nil {
+		h = r.b.lastResort(&r.tried)
+	}
+	r.retries++
+	next := r.nextLocked(h, time.Now())
+	h.obs.Retried()
+	r.mu.Unlock()
+	next.send(false)
+}
+
+// lastOutLocked reports whether nothing of r is still out that could
+// answer: no attempt, only the hedge timer at most. r.mu must be held.
+func (r *run) lastOutLocked() bool {
+	return r.pending == 0 || r.pending == 1 && r.hedgeArmed
 }
 
 // onHedge runs HedgeAfter after the first attempt: a query still

@@ -24,12 +24,19 @@ var errNoTransfer = errors.New("balance: upstream does not pass zone transfers o
 // the client holds part of a transfer. It returns the upstream that
 // answered, or Config.Unanswered when none did. Transfers leave the
 // upstreams' health alone: one long stream says little about how a
-// resolver answers queries. It implements proxy.Transferer.
+// resolver answers queries. With every upstream unreachable it fails at
+// once with ErrAllDown, as Start does. It implements proxy.Transferer.
 func (b *Balancer) Transfer(query []byte, deadline time.Time, idle time.Duration, each func(msg []byte) error) (fmt.Stringer, error) {
 	var tried uint64
 	err := errDeadline
 	for n := 0; n <= b.cfg.MaxRetries && time.Now().Before(deadline); n++ {
 		h := b.choose(&tried)
+		if h == nil {
+			if n == 0 {
+				return nil, ErrAllDown
+			}
+			return nil, err // what the last attempt met
+		}
 		t, ok := h.up.(Transferer)
 		if !ok {
 			return b.cfg.Unanswered, fmt.Errorf("%s: %w", h.obs, errNoTransfer)

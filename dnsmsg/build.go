@@ -14,8 +14,26 @@ const optLen = 11
 // the client's ID, opcode, RD and CD bits, the question, and an OPT record
 // when the query had one. It is used for REFUSED, SERVFAIL and FORMERR.
 func Reply(q *Query, rcode int) []byte {
+	return ReplyEDE(q, rcode, EDENone)
+}
+
+// ReplyEDE is Reply with, when q had an OPT record, the Extended DNS Error
+// e in it (RFC 8914), saying why the proxy answered itself. A client that
+// sent no OPT record gets none (RFC 6891 §7), so the reply is the same as
+// Reply's; with one, the option adds at most 40 bytes, and no reply of the
+// proxy's own exceeds 512 bytes.
+func ReplyEDE(q *Query, rcode int, e EDE) []byte {
 	flags := flagQR | q.Flags&(opcodeMask|flagRD|flagCD) | uint16(rcode&rcodeMask)
-	return build(q, q.ID, flags, nil)
+	return build(q, q.ID, flags, nil, e)
+}
+
+// TruncatedReply builds the proxy's own empty NOERROR reply to q with TC
+// set, which sends a UDP client to TCP without an answer (RFC 1035
+// §4.2.1), with the Extended DNS Error e when q had an OPT record: the
+// reply to a zone transfer asked over UDP, or a rate limiter's "slip".
+func TruncatedReply(q *Query, e EDE) []byte {
+	flags := flagQR | flagTC | q.Flags&(opcodeMask|flagRD|flagCD)
+	return build(q, q.ID, flags, nil, e)
 }
 
 // Truncated builds the reply that replaces an answer too large for a UDP
@@ -34,14 +52,17 @@ func Truncated(q *Query, answer []byte) []byte {
 			opt = append(answer[s:s+optLen-2:s+optLen-2], 0, 0)
 		}
 	}
-	return build(q, ID(answer), flags, opt)
+	return build(q, ID(answer), flags, opt, EDENone)
 }
 
-func build(q *Query, id, flags uint16, opt []byte) []byte {
+// build makes a reply with no records: the header, q's question and, when
+// q had EDNS, the OPT record opt or, if nil, one of the proxy's own, with
+// the option e unless it is EDENone.
+func build(q *Query, id, flags uint16, opt []byte, e EDE) []byte {
 	n := HeaderLen + len(q.Question)
 	if q.EDNS {
 		if opt == nil {
-			n += optLen
+			n += optLen + e.edeLen()
 		} else {
 			n += len(opt)
 		}
@@ -58,9 +79,13 @@ func build(q *Query, id, flags uint16, opt []byte) []byte {
 		if opt != nil {
 			msg = append(msg, opt...)
 		} else {
-			// Keep the client's DO bit; version 0, no options.
+			// Keep the client's DO bit; version 0.
+			rdlen := e.edeLen()
 			msg = append(msg, 0, 0, typeOPT, byte(AdvertisedUDPSize>>8), byte(AdvertisedUDPSize&0xFF),
-				0, 0, byte(q.OPTTTL>>8)&0x80, 0, 0, 0)
+				0, 0, byte(q.OPTTTL>>8)&0x80, 0, byte(rdlen>>8), byte(rdlen))
+			if rdlen > 0 {
+				msg = appendEDE(msg, e)
+			}
 		}
 	}
 	return msg

@@ -28,3 +28,14 @@ func ExampleReply() {
 	fmt.Println(dnsmsg.ID(reply), dnsmsg.IsResponse(reply), dnsmsg.RcodeName(dnsmsg.Rcode(reply)))
 	// Output: 7 true REFUSED
 }
+
+// A client that sent EDNS learns why the proxy answered itself: an
+// Extended DNS Error with a fixed text.
+func ExampleReplyEDE() {
+	query, _ := dnsmsg.NewQuery(9, "down.example", 1)
+	q, _ := dnsmsg.ParseQuery(query)
+	q.EDNS = true // as if the query had carried an OPT record
+	reply := dnsmsg.ReplyEDE(&q, dnsmsg.RcodeServFail, dnsmsg.EDEAllDown)
+	fmt.Println(dnsmsg.RcodeName(dnsmsg.Rcode(reply)), dnsmsg.EDEAllDown.InfoCode(), dnsmsg.EDEAllDown.ExtraText(), len(reply), "bytes")
+	// Output: SERVFAIL 22 every upstream is down 69 bytes
+}

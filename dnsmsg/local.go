@@ -81,7 +81,7 @@ func InZone(question, zone []byte) (in, exact bool) {
 // limit bytes are left out, and TC is set to say so. q must have a question.
 func LocalReply(q *Query, rcode int, texts []string, limit int) []byte {
 	flags := flagQR | flagAA | q.Flags&(opcodeMask|flagRD|flagCD) | uint16(rcode&rcodeMask)
-	msg := build(q, q.ID, flags, nil)
+	msg := build(q, q.ID, flags, nil, EDENone)
 	// The records go between the question and the OPT record, if any.
 	var opt []byte
 	if q.EDNS {

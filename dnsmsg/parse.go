@@ -93,6 +93,51 @@ func ParseQuery(msg []byte) (Query, error) {
 	return q, nil
 }
 
+// MalformedEDNS reads the OPT record of a query that ParseQuery rejected
+// as malformed, so that the FORMERR reply may carry EDNS and say why (see
+// ReplyEDE), but only when that record can be told for sure: every record
+// the header counts lies within msg, walked as a reader that skips names
+// would walk them (any number of questions, a compression pointer ending a
+// name unread), and the additional section holds exactly one OPT record.
+// Otherwise ok is false, and the reply should carry no OPT record: a query
+// whose OPT record cannot be told apart from the bytes around it may not
+// have one. It reads untrusted bytes, does not modify them and does not
+// allocate.
+func MalformedEDNS(msg []byte) (udpSize uint16, ttl uint32, ok bool) {
+	if len(msg) < HeaderLen {
+		return 0, 0, false
+	}
+	qd := int(binary.BigEndian.Uint16(msg[4:]))
+	rr := int(binary.BigEndian.Uint16(msg[6:])) + int(binary.BigEndian.Uint16(msg[8:]))
+	ar := int(binary.BigEndian.Uint16(msg[10:]))
+	off := HeaderLen
+	var walked bool
+	for range qd {
+		if off, walked = skipQuestion(msg, off, endAtPointer); !walked {
+			return 0, 0, false
+		}
+	}
+	for range rr {
+		if off, walked = skipRR(msg, off); !walked {
+			return 0, 0, false
+		}
+	}
+	for range ar {
+		start := off
+		if off, walked = skipRR(msg, off); !walked {
+			return 0, 0, false
+		}
+		if isOPT(msg, start) {
+			if ok {
+				return 0, 0, false // which one holds? (RFC 6891 §6.1.1)
+			}
+			udpSize, ttl = optFields(msg, start)
+			ok = true
+		}
+	}
+	return udpSize, ttl, ok
+}
+
 // FindOPT returns the bounds of the OPT record in any well-formed message.
 func FindOPT(msg []byte) (start, end int, ok bool) {
 	if len(msg) < HeaderLen {

@@ -45,10 +45,10 @@ const noUpstream = "none"
 
 // The tag values of each enum, in index order; the last is always other.
 var (
-	transports   = []string{string(proxy.UDP), string(proxy.TCP), other}
-	dropReasons  = []string{string(proxy.DropShort), string(proxy.DropResponse), string(proxy.DropBadFrame), string(proxy.DropConnLimit),
+	transports  = []string{string(proxy.UDP), string(proxy.TCP), other}
+	dropReasons = []string{string(proxy.DropShort), string(proxy.DropResponse), string(proxy.DropBadFrame), string(proxy.DropConnLimit),
 		string(proxy.DropTooLarge), string(proxy.DropOverload), other}
-	failReasons  = []string{string(proxy.FailDeadline), string(proxy.FailUpstream), other}
+	failReasons  = []string{string(proxy.FailDeadline), string(proxy.FailUpstream), string(proxy.FailUnreachable), other}
 	limitActions = []string{string(proxy.LimitDrop), string(proxy.LimitSlip), string(proxy.LimitRefused), other}
 	closeReasons = []string{string(upstream.CloseIdle), string(upstream.CloseServerClosed),
 		string(upstream.CloseError), string(upstream.CloseShutdown), other}
@@ -103,6 +103,8 @@ func failIndex(r proxy.FailReason) int {
 		return 0
 	case proxy.FailUpstream:
 		return 1
+	case proxy.FailUnreachable:
+		return 2
 	}
 	return len(failReasons) - 1
 }

@@ -31,15 +31,15 @@ func (s *Server) check(t Transport, client netip.Addr, msg []byte, arrived time.
 	case err != nil:
 		s.obs.Malformed(t)
 		q.Question = nil // it did not parse: echo none of it
-		q.EDNS = false
-		return s.reply(t, client, q, nil, dnsmsg.Reply(q, dnsmsg.RcodeFormErr), arrived, len(msg)), true
+		q.UDPSize, q.OPTTTL, q.EDNS = dnsmsg.MalformedEDNS(msg)
+		return s.reply(t, client, q, nil, dnsmsg.ReplyEDE(q, dnsmsg.RcodeFormErr, dnsmsg.EDEMalformed), arrived, len(msg)), true
 	}
 	if isLocalQuestion(q) {
 		return s.answerLocal(t, client, q, arrived, len(msg)), true // see local.go
 	}
 	if !s.allowed(client) {
 		s.obs.Refused(t)
-		return s.reply(t, client, q, nil, dnsmsg.Reply(q, dnsmsg.RcodeRefused), arrived, len(msg)), true
+		return s.reply(t, client, q, nil, dnsmsg.ReplyEDE(q, dnsmsg.RcodeRefused, dnsmsg.EDEProhibited), arrived, len(msg)), true
 	}
 	if reply, limited := s.overLimit(t, client, q, arrived, len(msg)); limited {
 		return reply, true
@@ -48,12 +48,14 @@ func (s *Server) check(t Transport, client netip.Addr, msg []byte, arrived time.
 		if rcode, ok := dnsmsg.CheckClientSubnet(msg, q); !ok {
 			// Answered here, not failed upstream, where the error
 			// would count against the upstream's health.
+			why := dnsmsg.EDESubnetNotHidden
 			if rcode == dnsmsg.RcodeFormErr {
 				s.obs.Malformed(t)
+				why = dnsmsg.EDEBadClientSubnet
 			} else {
 				s.obs.Refused(t)
 			}
-			return s.reply(t, client, q, nil, dnsmsg.Reply(q, rcode), arrived, len(msg)), true
+			return s.reply(t, client, q, nil, dnsmsg.ReplyEDE(q, rcode, why), arrived, len(msg)), true
 		}
 	}
 	if t == UDP && dnsmsg.IsTransfer(q) {
@@ -73,10 +75,7 @@ func (s *Server) check(t Transport, client netip.Addr, msg []byte, arrived time.
 func (s *Server) finish(t Transport, client netip.Addr, q *dnsmsg.Query, querySize int, arrived, deadline time.Time,
 	answer []byte, from fmt.Stringer, err error) []byte {
 	if err != nil {
-		reason := FailUpstream
-		if !time.Now().Before(deadline) {
-			reason = FailDeadline
-		}
+		reason, why := failure(err, deadline)
 		s.obs.Failed(t, reason)
 		if s.debug {
 			s.log.Debug("query failed", "client", client, "transport", string(t),
@@ -84,7 +83,7 @@ func (s *Server) finish(t Transport, client netip.Addr, q *dnsmsg.Query, querySi
 		}
 		// from, if the resolver names itself with the error (a route),
 		// is who this SERVFAIL is counted against.
-		return s.reply(t, client, q, from, dnsmsg.Reply(q, dnsmsg.RcodeServFail), arrived, querySize)
+		return s.reply(t, client, q, from, dnsmsg.ReplyEDE(q, dnsmsg.RcodeServFail, why), arrived, querySize)
 	}
 	if t == UDP && len(answer) > q.MaxUDPAnswer() {
 		s.obs.Truncated()

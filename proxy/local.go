@@ -64,7 +64,7 @@ func isLocalQuestion(q *dnsmsg.Query) bool {
 func (s *Server) answerLocal(t Transport, client netip.Addr, q *dnsmsg.Query, arrived time.Time, size int) []byte {
 	if !client.Unmap().IsLoopback() || s.cfg.Status == nil {
 		s.obs.Refused(t)
-		return s.reply(t, client, q, nil, dnsmsg.Reply(q, dnsmsg.RcodeRefused), arrived, size)
+		return s.reply(t, client, q, nil, dnsmsg.ReplyEDE(q, dnsmsg.RcodeRefused, dnsmsg.EDEProhibited), arrived, size)
 	}
 	_, isStatus := dnsmsg.InZone(q.Question, statusName)
 	_, isApex := dnsmsg.InZone(q.Question, localZone)

@@ -32,8 +32,9 @@ type FailReason string
 
 // The reasons the proxy answers SERVFAIL on its own.
 const (
-	FailDeadline FailReason = "deadline" // DOTPROXY_QUERY_TIMEOUT passed
-	FailUpstream FailReason = "upstream" // every attempt failed before the deadline
+	FailDeadline    FailReason = "deadline"    // DOTPROXY_QUERY_TIMEOUT passed
+	FailUpstream    FailReason = "upstream"    // every attempt failed before the deadline
+	FailUnreachable FailReason = "unreachable" // every upstream is down: failed at once, none tried
 )
 
 // LimitAction says what became of a query over its client's rate limit.

@@ -31,10 +31,16 @@ func (s *Server) overLimit(t Transport, client netip.Addr, q *dnsmsg.Query, arri
 	switch {
 	case t == TCP:
 		s.obs.Limited(t, LimitRefused)
-		return s.reply(t, client, q, nil, dnsmsg.Reply(q, dnsmsg.RcodeRefused), arrived, querySize), true
+		return s.reply(t, client, q, nil, dnsmsg.ReplyEDE(q, dnsmsg.RcodeRefused, dnsmsg.EDERateLimited), arrived, querySize), true
 	case v == ratelimit.Slip:
 		s.obs.Limited(t, LimitSlip)
-		tc := dnsmsg.Truncated(q, dnsmsg.Reply(q, dnsmsg.RcodeSuccess))
+		// The source of a datagram may be forged: the slip must never be
+		// larger than the query, or the proxy would amplify a flood
+		// towards the forged address. It says why only when that fits.
+		tc := dnsmsg.TruncatedReply(q, dnsmsg.EDERateLimited)
+		if len(tc) > querySize {
+			tc = dnsmsg.TruncatedReply(q, dnsmsg.EDENone)
+		}
 		return s.reply(t, client, q, nil, tc, arrived, querySize), true
 	}
 	s.obs.Limited(t, LimitDrop)

@@ -297,6 +297,7 @@ func TestRateLimitRefusesOverTCP(t *testing.T) {
 	defer conn.Close()
 	for i := range 2*burst + 2 {
 		q := msg("tcp.example", dns.TypeA, uint16(i))
+		q.SetEdns0(1232, true)
 		conn.SetDeadline(time.Now().Add(10 * time.Second))
 		a, _, err := client.ExchangeWithConn(q, conn)
 		if err != nil {
@@ -309,6 +310,8 @@ func TestRateLimitRefusesOverTCP(t *testing.T) {
 		if a.Rcode != dns.RcodeRefused || a.Id != uint16(i) || len(a.Question) != 1 || a.Question[0] != q.Question[0] || len(a.Answer) != 0 {
 			t.Fatalf("query %d, over the limit: %v; want REFUSED with the question", i, a)
 		}
+		// It says why: Extended DNS Error 0 (Other), "rate limited".
+		wantEDE(t, a, true, dns.ExtendedErrorCodeOther, "rate limited")
 	}
 	if s := obs.snapshot(); s.limited[proxy.LimitRefused] != 2 || len(s.limited) != 1 {
 		t.Fatalf("counted %v, want two refused", s.limited)

@@ -16,6 +16,11 @@ import (
 // Resolver, once fin has been told; the caller then reuses its buffer. The
 // deadline is a value rather than a context: a query costs no context and
 // no timer of its own on its way through.
+//
+// The proxy answers an error with SERVFAIL, and tells why by the deadline
+// and by the error itself: one with a method Unreachable() bool that
+// reports true (balance.ErrAllDown has it) means that no upstream could be
+// tried at all, every one being down; it is counted as FailUnreachable.
 type Resolver interface {
 	Start(query []byte, deadline time.Time, fin Finisher)
 	// StartHeld is Start, except that the query may wait unwritten until

@@ -104,6 +104,22 @@ func TestClientSubnetAnsweredByTheProxy(t *testing.T) {
 					t.Fatalf("hide=%v %s %s: not the resolver's answer: %x", hide, tt.name, network, reply)
 				case want >= 0 && dnsmsg.Rcode(reply) != want:
 					t.Fatalf("hide=%v %s %s: rcode %d, want %d", hide, tt.name, network, dnsmsg.Rcode(reply), want)
+				case want >= 0:
+					// The proxy's own reply says why, where it can.
+					m := new(dns.Msg)
+					if err := m.Unpack(reply); err != nil {
+						t.Fatalf("hide=%v %s %s: %v", hide, tt.name, network, err)
+					}
+					text := "client subnet cannot be hidden"
+					if want == dns.RcodeFormatError {
+						text = "malformed client subnet option"
+					}
+					if opt := m.IsEdns0(); opt != nil {
+						e, ok := opt.Option[len(opt.Option)-1].(*dns.EDNS0_EDE)
+						if !ok || e.InfoCode != dns.ExtendedErrorCodeOther || e.ExtraText != text {
+							t.Fatalf("hide=%v %s %s: options %v, want EDE 0 %q", hide, tt.name, network, opt.Option, text)
+						}
+					}
 				}
 			}
 		}

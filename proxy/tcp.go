@@ -199,7 +199,7 @@ func putTCPQuery(q *tcpQuery) {
 // for a whole transfer.
 func (s *Server) transfer(w *replyWriter, client netip.Addr, q *dnsmsg.Query, msg []byte, arrived time.Time) {
 	if s.xfr == nil {
-		w.send(s.reply(TCP, client, q, nil, dnsmsg.Reply(q, dnsmsg.RcodeNotImp), arrived, len(msg)))
+		w.send(s.reply(TCP, client, q, nil, dnsmsg.ReplyEDE(q, dnsmsg.RcodeNotImp, dnsmsg.EDETransferNotSupported), arrived, len(msg)))
 		return
 	}
 	deadline := arrived.Add(s.cfg.TransferTimeout)
@@ -245,15 +245,18 @@ func (s *Server) refuse(client netip.Addr, msg []byte, rcode int, arrived time.T
 	q, err := dnsmsg.ParseQuery(msg)
 	if err != nil {
 		q = dnsmsg.Query{ID: q.ID, Flags: q.Flags} // echo none of what did not parse
+		q.UDPSize, q.OPTTTL, q.EDNS = dnsmsg.MalformedEDNS(msg)
 	}
+	why := dnsmsg.EDEOverloaded
 	switch {
 	case !s.allowed(client):
 		s.obs.Refused(TCP)
-		rcode = dnsmsg.RcodeRefused
+		rcode, why = dnsmsg.RcodeRefused, dnsmsg.EDEProhibited
 	case rcode == dnsmsg.RcodeFormErr:
 		s.obs.Malformed(TCP)
+		why = dnsmsg.EDEMalformed
 	}
-	return s.reply(TCP, client, &q, nil, dnsmsg.Reply(&q, rcode), arrived, len(msg))
+	return s.reply(TCP, client, &q, nil, dnsmsg.ReplyEDE(&q, rcode, why), arrived, len(msg))
 }
 
 var (
