@@ -183,9 +183,6 @@ func defaultConfig() *config {
 	return c
 }
 
-// env names the variable DOTPROXY_key.
-func env(key string) string { return envPrefix + "_" + key }
-
 // loadCAs reads a PEM bundle into a pool.
 func loadCAs(path string) (*x509.CertPool, error) {
 	pem, err := os.ReadFile(path)

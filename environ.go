@@ -9,9 +9,6 @@ import (
 	"strings"
 )
 
-// envPrefix starts every variable dotproxy reads.
-const envPrefix = "DOTPROXY"
-
 // unknownSetting is a DOTPROXY_* variable that dotproxy does not read, and
 // the known one it is closest to, if any is close.
 type unknownSetting struct {
