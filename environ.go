@@ -88,6 +88,32 @@ func nearest(name string, known []string) string {
 	return best
 }
 
+// routeNear returns the route variables that name, a DOTPROXY_* variable
+// that is no setting, may have been meant as, for checkEnviron's
+// suggestion: with its last word, a mistyped key, replaced by the key
+// (DOTPROXY_ROUTE_CORP_DOMIANS), or the first word after the prefix by
+// ROUTE (DOTPROXY_ROUTES_CORP_DOMAINS). A last word far from every key is
+// no key mistyped but a word of some other setting, and gets none.
+func routeNear(name string) []string {
+	upper := strings.ToUpper(name)
+	var near []string
+	if rest, ok := strings.CutPrefix(upper, routePrefix); ok {
+		if i := strings.LastIndexByte(rest, '_'); i > 0 {
+			route, word := rest[:i], rest[i+1:]
+			for _, k := range routeKeys {
+				if editDistance(word, k) <= len(k)/2 {
+					near = append(near, routePrefix+route+"_"+k)
+				}
+			}
+		}
+	}
+	_, after, _ := strings.Cut(strings.TrimPrefix(upper, envPrefix+"_"), "_")
+	if route, _, ok := routeVar(routePrefix + after); ok && checkRouteName(route) == nil {
+		near = append(near, routePrefix+after)
+	}
+	return near
+}
+
 // editDistance is the Levenshtein distance between a and b, in bytes.
 func editDistance(a, b string) int {
 	prev := make([]int, len(b)+1)

@@ -74,32 +74,6 @@ func routeVar(name string) (routeName, key string, ok bool) {
 	return "", "", false
 }
 
-// routeNear returns the route variables that name, a DOTPROXY_* variable
-// that is no setting, may have been meant as, for checkEnviron's
-// suggestion: with its last word, a mistyped key, replaced by the key
-// (DOTPROXY_ROUTE_CORP_DOMIANS), or the first word after the prefix by
-// ROUTE (DOTPROXY_ROUTES_CORP_DOMAINS). A last word far from every key is
-// no key mistyped but a word of some other setting, and gets none.
-func routeNear(name string) []string {
-	upper := strings.ToUpper(name)
-	var near []string
-	if rest, ok := strings.CutPrefix(upper, routePrefix); ok {
-		if i := strings.LastIndexByte(rest, '_'); i > 0 {
-			route, word := rest[:i], rest[i+1:]
-			for _, k := range routeKeys {
-				if editDistance(word, k) <= len(k)/2 {
-					near = append(near, routePrefix+route+"_"+k)
-				}
-			}
-		}
-	}
-	_, after, _ := strings.Cut(strings.TrimPrefix(upper, envPrefix+"_"), "_")
-	if route, _, ok := routeVar(routePrefix + after); ok && checkRouteName(route) == nil {
-		near = append(near, routePrefix+after)
-	}
-	return near
-}
-
 // loadRoutes reads the routes from environ (as os.Environ gives it), in
 // the order of their names, and checks each variable on its own and the
 // routes against each other. Variables an orchestrator injected (see
