@@ -37,20 +37,6 @@ var routeKeys = []string{routeDomains, routeUpstreams, routePolicy}
 // carries.
 const maxRouteName = 32
 
-// routeConfig is one route, read from its variables.
-type routeConfig struct {
-	// name is the route's name in lower case: its metric tag.
-	name string
-	// upper is the name as its variables spell it.
-	upper string
-	// domains are the suffixes, as route.ParseSuffix returns them.
-	domains   []string
-	upstreams upstreamList
-	// policy is empty when DOTPROXY_ROUTE_<NAME>_POLICY is not set: the
-	// route then takes DOTPROXY_POLICY.
-	policy balance.Policy
-}
-
 // variable names one of the route's variables.
 func (r *routeConfig) variable(key string) string { return routePrefix + r.upper + "_" + key }
 
