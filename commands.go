@@ -7,6 +7,13 @@ import (
 	"io"
 )
 
+// Exit codes: 2 is a bad setting or flag, 1 a failure at run time.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
 // A command other than serving runs with the settings loaded, and returns
 // the exit code.
 type command func(cfg *config, stdout, stderr io.Writer) int

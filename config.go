@@ -102,6 +102,20 @@ type config struct {
 	routes []routeConfig
 }
 
+// routeConfig is one route, read from its variables.
+type routeConfig struct {
+	// name is the route's name in lower case: its metric tag.
+	name string
+	// upper is the name as its variables spell it.
+	upper string
+	// domains are the suffixes, as route.ParseSuffix returns them.
+	domains   []string
+	upstreams upstreamList
+	// policy is empty when DOTPROXY_ROUTE_<NAME>_POLICY is not set: the
+	// route then takes DOTPROXY_POLICY.
+	policy balance.Policy
+}
+
 // The defaults that are main's alone, for settings that no package reads:
 // where queries go by default and who may send them.
 var (
@@ -182,9 +196,6 @@ func defaultConfig() *config {
 	c.Log.Format = formatAuto
 	return c
 }
-
-// env names the variable DOTPROXY_key.
-func env(key string) string { return envPrefix + "_" + key }
 
 // loadCAs reads a PEM bundle into a pool.
 func loadCAs(path string) (*x509.CertPool, error) {

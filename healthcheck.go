@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"time"
 
 	"github.com/dotproxy/dotproxy/dnsmsg"
@@ -64,24 +63,4 @@ func readycheck(cfg *config) error {
 		return errors.New(r.Reason)
 	}
 	return nil
-}
-
-// localAddr turns a listen address into one to query on this host: a
-// wildcard or empty host becomes loopback.
-func localAddr(listen string) (string, error) {
-	host, port, err := net.SplitHostPort(listen)
-	if err != nil {
-		return "", err
-	}
-	switch {
-	case host == "" || host == "0.0.0.0":
-		host = "127.0.0.1"
-	case host == "::":
-		host = "::1"
-	default:
-		if a, err := netip.ParseAddr(host); err == nil && a.IsUnspecified() {
-			host = "127.0.0.1"
-		}
-	}
-	return net.JoinHostPort(host, port), nil
 }

@@ -21,17 +21,6 @@ const maxInflightMIB = 4096
 // the most that helps.
 const maxUDPSockets = 64
 
-// settingError names the variable at fault and its value, in the one line
-// that start-up prints before it exits.
-type settingError struct {
-	key, value string
-	err        error
-}
-
-func (e *settingError) Error() string {
-	return fmt.Sprintf("%s=%q: %v", e.key, e.value, e.err)
-}
-
 // knownKeys returns the name of every variable that config reads, in the
 // order of the struct: the same list that -h prints, so that no setting can
 // be added without being known here.

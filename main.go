@@ -16,13 +16,6 @@ import (
 	"github.com/lmittmann/tint"
 )
 
-// Exit codes: 2 is a bad setting or flag, 1 a failure at run time.
-const (
-	exitOK      = 0
-	exitFailure = 1
-	exitUsage   = 2
-)
-
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }

@@ -37,20 +37,6 @@ var routeKeys = []string{routeDomains, routeUpstreams, routePolicy}
 // carries.
 const maxRouteName = 32
 
-// routeConfig is one route, read from its variables.
-type routeConfig struct {
-	// name is the route's name in lower case: its metric tag.
-	name string
-	// upper is the name as its variables spell it.
-	upper string
-	// domains are the suffixes, as route.ParseSuffix returns them.
-	domains   []string
-	upstreams upstreamList
-	// policy is empty when DOTPROXY_ROUTE_<NAME>_POLICY is not set: the
-	// route then takes DOTPROXY_POLICY.
-	policy balance.Policy
-}
-
 // variable names one of the route's variables.
 func (r *routeConfig) variable(key string) string { return routePrefix + r.upper + "_" + key }
 
@@ -72,32 +58,6 @@ func routeVar(name string) (routeName, key string, ok bool) {
 		}
 	}
 	return "", "", false
-}
-
-// routeNear returns the route variables that name, a DOTPROXY_* variable
-// that is no setting, may have been meant as, for checkEnviron's
-// suggestion: with its last word, a mistyped key, replaced by the key
-// (DOTPROXY_ROUTE_CORP_DOMIANS), or the first word after the prefix by
-// ROUTE (DOTPROXY_ROUTES_CORP_DOMAINS). A last word far from every key is
-// no key mistyped but a word of some other setting, and gets none.
-func routeNear(name string) []string {
-	upper := strings.ToUpper(name)
-	var near []string
-	if rest, ok := strings.CutPrefix(upper, routePrefix); ok {
-		if i := strings.LastIndexByte(rest, '_'); i > 0 {
-			route, word := rest[:i], rest[i+1:]
-			for _, k := range routeKeys {
-				if editDistance(word, k) <= len(k)/2 {
-					near = append(near, routePrefix+route+"_"+k)
-				}
-			}
-		}
-	}
-	_, after, _ := strings.Cut(strings.TrimPrefix(upper, envPrefix+"_"), "_")
-	if route, _, ok := routeVar(routePrefix + after); ok && checkRouteName(route) == nil {
-		near = append(near, routePrefix+after)
-	}
-	return near
 }
 
 // loadRoutes reads the routes from environ (as os.Environ gives it), in

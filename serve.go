@@ -55,7 +55,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, hup <-chan os.Sig
 		}
 	}
 	var (
-		ups       upstreams
+		ups       upstreamGroups
 		recycling sync.WaitGroup
 	)
 	defer func() {
@@ -129,9 +129,10 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, hup <-chan os.Sig
 	return nil
 }
 
-// upstreams are the pools and balancers serve builds, one balancer a
-// route, the default route's first, and closes when it stops.
-type upstreams struct {
+// upstreamGroups are the pools and balancers serve builds, one group (a
+// balancer over pools of its own) a route, the default route's first, and
+// closes when it stops.
+type upstreamGroups struct {
 	pools  []*upstream.Pool
 	bals   []*balance.Balancer
 	routes []statusRoute // the default route first, for the status
@@ -141,7 +142,7 @@ type upstreams struct {
 // what the proxy sends queries to: with no route, the default route's
 // balancer itself, so that nothing stands between; otherwise a Router over
 // every route's balancer.
-func (u *upstreams) build(cfg *config, metrics *emit.Emitter, roots *x509.CertPool, log *slog.Logger) (proxy.Resolver, error) {
+func (u *upstreamGroups) build(cfg *config, metrics *emit.Emitter, roots *x509.CertPool, log *slog.Logger) (proxy.Resolver, error) {
 	def, err := u.group(cfg, metrics, roots, log, emit.DefaultRoute, cfg.Upstreams, cfg.Policy)
 	if err != nil {
 		return nil, err
@@ -169,7 +170,7 @@ func (u *upstreams) build(cfg *config, metrics *emit.Emitter, roots *x509.CertPo
 // balancer over them, with the shared balance settings and policy. Each
 // route has pools of its own, even for an upstream another route lists
 // too, so that health, retries and probes stay within the route.
-func (u *upstreams) group(cfg *config, metrics *emit.Emitter, roots *x509.CertPool, log *slog.Logger,
+func (u *upstreamGroups) group(cfg *config, metrics *emit.Emitter, roots *x509.CertPool, log *slog.Logger,
 	name string, specs upstreamList, policy balance.Policy) (*balance.Balancer, error) {
 	members := make([]balance.Member, 0, len(specs))
 	first := len(u.pools)

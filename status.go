@@ -60,6 +60,26 @@ func askStatus(cfg *config) (*status.Report, error) {
 	return status.DecodeAnswer(msg, id)
 }
 
+// localAddr turns a listen address into one to query on this host: a
+// wildcard or empty host becomes loopback.
+func localAddr(listen string) (string, error) {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case host == "" || host == "0.0.0.0":
+		host = "127.0.0.1"
+	case host == "::":
+		host = "::1"
+	default:
+		if a, err := netip.ParseAddr(host); err == nil && a.IsUnspecified() {
+			host = "127.0.0.1"
+		}
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
 // dialFromLoopback opens a TCP connection to addr, an address of this host,
 // from loopback, which Linux allows for any local address. Where the
 // kernel does not, the connection leaves from wherever it chooses, and the

@@ -15,6 +15,12 @@ import (
 	"github.com/kelseyhightower/envconfig"
 )
 
+// envPrefix starts every variable dotproxy reads.
+const envPrefix = "DOTPROXY"
+
+// env names the variable DOTPROXY_key.
+func env(key string) string { return envPrefix + "_" + key }
+
 // variable is one setting: the name of its variable and the field that
 // holds its value.
 type variable struct {
@@ -75,4 +81,15 @@ func durationText(d time.Duration) string {
 		return strconv.FormatInt(int64(d/time.Millisecond), 10) + "ms"
 	}
 	return d.String()
+}
+
+// settingError names the variable at fault and its value, in the one line
+// that start-up prints before it exits.
+type settingError struct {
+	key, value string
+	err        error
+}
+
+func (e *settingError) Error() string {
+	return fmt.Sprintf("%s=%q: %v", e.key, e.value, e.err)
 }
