@@ -24,7 +24,7 @@ import (
 // alone when the variable is unset. A {name} in a description is a bound
 // that -h fills in from the constant of that name.
 type config struct {
-	Upstreams       upstreamList        `split_words:"true" desc:"resolvers to forward to: comma-separated host[:port][#tls-name]; port 853 if omitted; IPv6 as [addr]:port. Without #tls-name the certificate must be valid for the host (IP SAN for an address)"`
+	Upstreams       upstreamList        `split_words:"true" desc:"resolvers to forward to: comma-separated host[:port][#tls-name]; port 853 if omitted, and never 53 or a scheme such as udp://: only DNS-over-TLS; IPv6 as [addr]:port. Without #tls-name the certificate must be valid for the host (IP SAN for an address)"`
 	Bootstrap       upstream.Bootstrap  `desc:"plain-DNS resolvers (comma-separated ip or ip:port, port 53 if omitted) used only to resolve upstream host names, instead of the system resolver; set it when the system resolver is dotproxy itself"`
 	Listen          listenList          `split_words:"true" desc:"comma-separated host:port addresses, each served on UDP and TCP; an empty host means every address"`
 	Allow           prefixList          `split_words:"true" desc:"client networks (CIDRs or single addresses) that may query; others get REFUSED. 0.0.0.0/0,::/0 allows everyone"`

@@ -18,11 +18,33 @@ type upstreamList []upstream.Spec
 func (l *upstreamList) Decode(s string) error {
 	*l = nil
 	for _, part := range splitList(s) {
+		if err := checkNotPlain(part); err != nil {
+			return err
+		}
 		spec, err := upstream.ParseSpec(part)
 		if err != nil {
 			return fmt.Errorf("%q: %w", part, err)
 		}
 		*l = append(*l, spec)
+	}
+	return nil
+}
+
+// checkNotPlain refuses an upstream written as plain DNS, in
+// DOTPROXY_UPSTREAMS as in a route (where a corporate resolver is most
+// often reached by plain DNS on port 53): dotproxy forwards over
+// DNS-over-TLS only, everywhere, so that no one who meant plain DNS is
+// left guessing why TLS to port 53 fails.
+func checkNotPlain(part string) error {
+	if scheme, _, ok := strings.Cut(part, "://"); ok {
+		return fmt.Errorf("%q: no scheme (%s://): upstreams are DNS-over-TLS resolvers written host[:port][#tls-name]", part, scheme)
+	}
+	spec, err := upstream.ParseSpec(part)
+	if err != nil {
+		return err
+	}
+	if _, port, _ := net.SplitHostPort(spec.Addr); port == "53" {
+		return fmt.Errorf("%q: port 53 is plain DNS; dotproxy forwards only over DNS-over-TLS (port %d if omitted)", part, upstream.DefaultPort)
 	}
 	return nil
 }

@@ -84,6 +84,10 @@ func TestBadSettingStopsStartup(t *testing.T) {
 		{"DOTPROXY_UPSTREAMS", "1.1.1.1:99999"},
 		{"DOTPROXY_UPSTREAMS", "1.1.1.1#bad name"},
 		{"DOTPROXY_UPSTREAMS", " , "},
+		// Never a plaintext upstream: port 53 or a scheme is refused, not
+		// tried with TLS.
+		{"DOTPROXY_UPSTREAMS", "10.0.0.53:53"},
+		{"DOTPROXY_UPSTREAMS", "1.1.1.1:853,udp://9.9.9.9"},
 		{"DOTPROXY_LISTEN", "localhost:53"},
 		{"DOTPROXY_LISTEN", "127.0.0.1"},
 		{"DOTPROXY_ALLOW", "10.0.0.0/33"},

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net"
 	"runtime"
 	"slices"
 	"strings"
@@ -12,7 +11,6 @@ import (
 	"github.com/dotproxy/dotproxy/balance"
 	"github.com/dotproxy/dotproxy/emit"
 	"github.com/dotproxy/dotproxy/route"
-	"github.com/dotproxy/dotproxy/upstream"
 )
 
 // Routes (split horizon) are configured by variables whose names hold the
@@ -170,11 +168,6 @@ func parseRoute(upper string, vals map[string]string) (routeConfig, error) {
 	case len(r.upstreams) > balance.MaxUpstreams:
 		return r, errAt(routeUpstreams, fmt.Errorf("at most %d upstreams", balance.MaxUpstreams))
 	}
-	for _, part := range splitList(ups) {
-		if err := checkNotPlain(part); err != nil {
-			return r, errAt(routeUpstreams, err)
-		}
-	}
 	if p, ok := vals[routePolicy]; ok {
 		policy, err := balance.ParsePolicy(p)
 		if err != nil {
@@ -183,24 +176,6 @@ func parseRoute(upper string, vals map[string]string) (routeConfig, error) {
 		r.policy = policy
 	}
 	return r, nil
-}
-
-// checkNotPlain refuses an upstream written as plain DNS: a route is
-// where a corporate resolver is most often reached by plain DNS on port
-// 53, and dotproxy forwards over DNS-over-TLS only, everywhere, so that
-// no query leaves in clear. part has been read by upstream.ParseSpec.
-func checkNotPlain(part string) error {
-	if scheme, _, ok := strings.Cut(part, "://"); ok {
-		return fmt.Errorf("%q: no scheme (%s://): upstreams are DNS-over-TLS resolvers written host[:port][#tls-name]", part, scheme)
-	}
-	spec, err := upstream.ParseSpec(part)
-	if err != nil {
-		return err
-	}
-	if _, port, _ := net.SplitHostPort(spec.Addr); port == "53" {
-		return fmt.Errorf("%q: port 53 is plain DNS; dotproxy forwards only over DNS-over-TLS (port %d if omitted)", part, upstream.DefaultPort)
-	}
-	return nil
 }
 
 // routePolicy returns the policy of r: its own, or DOTPROXY_POLICY.
