@@ -22,6 +22,7 @@ const logQueueSize = 4096
 type logQueue struct {
 	records chan queuedRecord
 	dropped atomic.Int64
+	done    chan struct{} // closed by stop
 }
 
 // queuedRecord is a record and the handler, with its attributes and
@@ -32,20 +33,31 @@ type queuedRecord struct {
 	flushed chan struct{} // a flush marker: closed when reached, nothing written
 }
 
-// newLogQueue starts the writer goroutine. It runs until the process
-// exits: records may come from anywhere until then.
+// newLogQueue starts the writer goroutine. It runs until stop, which
+// main leaves to the exit: records may come from anywhere until then.
 func newLogQueue() *logQueue {
-	q := &logQueue{records: make(chan queuedRecord, logQueueSize)}
+	q := &logQueue{records: make(chan queuedRecord, logQueueSize), done: make(chan struct{})}
 	go q.write()
 	return q
 }
+
+// stop ends the writer goroutine. Records queued after it are never
+// written; the queue fills and counts them dropped, so a late logger
+// still never waits.
+func (q *logQueue) stop() { close(q.done) }
 
 // handler returns a handler that queues records for h.
 func (q *logQueue) handler(h slog.Handler) slog.Handler { return queuedHandler{q, h} }
 
 func (q *logQueue) write() {
 	ctx := context.Background()
-	for rec := range q.records {
+	for {
+		var rec queuedRecord
+		select {
+		case rec = <-q.records:
+		case <-q.done:
+			return
+		}
 		if n := q.dropped.Swap(0); n > 0 {
 			r := slog.NewRecord(time.Now(), slog.LevelWarn, "log lines dropped: the log's destination took them too slowly", 0)
 			r.AddAttrs(slog.Int64("dropped", n))

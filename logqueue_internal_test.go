@@ -37,6 +37,7 @@ func (h blockedHandler) WithGroup(string) slog.Handler      { return h }
 func TestLogQueueNeverWaits(t *testing.T) {
 	dest := blockedHandler{release: make(chan struct{}), mu: new(sync.Mutex), got: new([]slog.Record)}
 	q := newLogQueue()
+	t.Cleanup(q.stop)
 	log := slog.New(q.handler(dest)).With("upstream", "u0")
 	const n = logQueueSize * 3
 	for i := range n {

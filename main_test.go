@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/dotproxy/dotproxy/internal/dottest"
+	"github.com/dotproxy/dotproxy/internal/leakcheck"
 	"github.com/miekg/dns"
 )
 
@@ -35,7 +36,9 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		panic(err)
 	}
-	code := m.Run()
+	// The binary's own goroutines are in other processes; those of the
+	// tests that run main's code in this one must end with them.
+	code := leakcheck.Run(m)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -21,6 +21,12 @@ import (
 // stack mentions a package of this module to end, and exits non-zero
 // naming those that do not. Use it as TestMain's body.
 func Main(m *testing.M) {
+	os.Exit(Run(m))
+}
+
+// Run is Main without the exit: it returns the code to exit with, for a
+// TestMain that has something of its own to undo after the tests.
+func Run(m *testing.M) int {
 	code := m.Run()
 	if code == 0 {
 		if leaked := wait(modulePath(), 5*time.Second); leaked != "" {
@@ -28,7 +34,7 @@ func Main(m *testing.M) {
 			code = 1
 		}
 	}
-	os.Exit(code)
+	return code
 }
 
 // modulePath returns the path of the module this package belongs to. The
