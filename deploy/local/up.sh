@@ -61,6 +61,10 @@ bases() {
 		images_debian
 	fi
 	if ! images_have "$GOLANG_IMAGE"; then
+		# sudo's PATH leaves out Go's usual home.
+		command -v go >/dev/null || PATH=$PATH:/usr/local/go/bin
+		command -v go >/dev/null ||
+			die "making $GOLANG_IMAGE needs this machine's Go ${GOLANG_IMAGE#golang:} on PATH (under sudo: sudo env PATH=\"\$PATH\" $0)"
 		images_golang
 	fi
 }
