@@ -1,13 +1,19 @@
 #
 # dotproxy container image: one static binary and the CA bundle, nothing else.
 #
-#   DOCKER_BUILDKIT=1 docker build --build-arg VERSION=$(git describe --tags --always) -t dotproxy .
+#   docker build --build-arg VERSION=$(git describe --tags --always) -t dotproxy .
 #   docker buildx build --platform linux/amd64,linux/arm64,linux/arm/v7 -t dotproxy .
 #
-# It needs BuildKit (RUN --mount, $BUILDPLATFORM) but no `# syntax=` line:
-# the Dockerfile frontend built into BuildKit since Docker 20.10 reads all of
-# it, so a build pulls nothing but the golang base image, and works where no
-# registry is reachable once that image is there (e2e/images.sh makes it).
+# Any builder reads it: BuildKit (buildx, or DOCKER_BUILDKIT=1 with a CLI that
+# has it) and the legacy builder (a Docker 23+ CLI without the buildx plugin
+# falls back to it; docker-compose 1.29 uses it). So it has no `# syntax=`
+# line and no RUN --mount, which the legacy builder rejects, and the build
+# stage's platform falls back to the host's where the legacy builder leaves
+# $BUILDPLATFORM empty (an empty --platform is its `"" is an invalid
+# component` error). Modules are a layer of their own, so only a change to
+# go.mod or go.sum downloads them again. A build pulls nothing but the golang
+# base image, and works where no registry is reachable once that image is
+# there (e2e/images.sh makes it).
 #
 # Port 53 as a non-root user: Docker (20.10 and later) sets
 # net.ipv4.ip_unprivileged_port_start=0 inside every container's network
@@ -24,21 +30,24 @@
 
 ARG GO_VERSION=1.26
 
-FROM --platform=$BUILDPLATFORM golang:${GO_VERSION} AS build
+# BuildKit sets BUILDPLATFORM (e.g. linux/amd64) and TARGET*, so the stage
+# runs natively and cross-compiles; the legacy builder sets none of them, and
+# "linux" alone means linux on the host's architecture, where the empty
+# GOOS/GOARCH below build for the host too.
+FROM --platform=${BUILDPLATFORM:-linux} golang:${GO_VERSION} AS build
 WORKDIR /src
 COPY go.mod go.sum ./
-RUN --mount=type=cache,target=/go/pkg/mod \
-    go mod download
+RUN go mod download
 COPY . .
-ARG TARGETOS
-ARG TARGETARCH
-ARG TARGETVARIANT
-ARG VERSION=dev
+# One ARG instruction: the legacy builder commits a layer for each.
+ARG TARGETOS TARGETARCH TARGETVARIANT VERSION=dev
 # GOARM comes from the variant (linux/arm/v7 -> 7); it is ignored elsewhere.
-RUN --mount=type=cache,target=/go/pkg/mod \
-    --mount=type=cache,target=/root/.cache/go-build \
-    CGO_ENABLED=0 GOOS="$TARGETOS" GOARCH="$TARGETARCH" GOARM="${TARGETVARIANT#v}" \
-    go build -trimpath -ldflags="-s -w -X main.version=${VERSION}" -o /out/dotproxy .
+# The build cache is emptied in the same step: no later build can use it
+# from a layer, and committing it (over 100 MB) made the legacy builder
+# slower by half.
+RUN CGO_ENABLED=0 GOOS="$TARGETOS" GOARCH="$TARGETARCH" GOARM="${TARGETVARIANT#v}" \
+    go build -trimpath -ldflags="-s -w -X main.version=${VERSION}" -o /out/dotproxy . \
+ && go clean -cache
 
 FROM scratch
 ARG VERSION=dev

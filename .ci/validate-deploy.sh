@@ -32,39 +32,118 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
 # ---------------------------------------------------------------------------
-section "docker-compose.yml"
-if command -v docker-compose >/dev/null; then
-	COMPOSE=(docker-compose)
-elif docker compose version >/dev/null 2>&1; then
-	COMPOSE=(docker compose)
-else
+section "docker-compose.yml (the local stack)"
+# Every Compose tool on the machine reads it the same: docker-compose 1.29
+# (Debian's) and Compose v2, where the CLI has it.
+COMPOSERS=()
+command -v docker-compose >/dev/null && COMPOSERS+=("docker-compose")
+docker compose version >/dev/null 2>&1 && COMPOSERS+=("docker compose")
+[ "${#COMPOSERS[@]}" -gt 0 ] || {
 	echo "neither docker-compose nor docker compose is installed" >&2
 	exit 2
-fi
-echo "    using: $("${COMPOSE[@]}" version 2>/dev/null | head -n 1)"
-compose_config() { "${COMPOSE[@]}" -f "$1" --project-directory "$ROOT" config -q; }
-check "compose config accepts docker-compose.yml" compose_config docker-compose.yml
+}
+read -r -a COMPOSE <<<"${COMPOSERS[0]}"
+for c in "${COMPOSERS[@]}"; do
+	read -r -a tool <<<"$c"
+	echo "    found: $("${tool[@]}" version 2>/dev/null | head -n 1)"
+done
+# compose_config TOOL FILE: `config -q` with the file's own directory as the
+# project directory, as a user running the tool next to the file has it.
+compose_config() {
+	local -a tool
+	read -r -a tool <<<"$1"
+	"${tool[@]}" -f "$2" --project-directory "$(dirname "$2")" config -q
+}
+for c in "${COMPOSERS[@]}"; do
+	check "$c config accepts docker-compose.yml" compose_config "$c" docker-compose.yml
+done
+local_cfg() { env -u LOCAL_STACK -u LOCAL_PORT -u LOCAL_BIND -u LOCAL_RECURSION "${COMPOSE[@]}" -f docker-compose.yml config "$@"; }
+local_services() { [ "$(local_cfg --services | sort | tr '\n' ' ')" = "dotproxy statsd unbound " ]; }
+check "the local stack defines dotproxy, unbound and statsd" local_services
+local_wiring() {
+	local cfg
+	local_cfg >"$TMP/local.yml" || return 1
+	cat >"$TMP/local_wiring.py" <<'PY'
+import sys, yaml
+c = yaml.safe_load(open(sys.argv[1]))
+s = c["services"]
+dp, ub, st = s["dotproxy"], s["unbound"], s["statsd"]
+env = dp["environment"]
+checks = {
+    "upstream is unbound by name": env["DOTPROXY_UPSTREAMS"] == "unbound:853",
+    "dotproxy trusts the CA from the tls volume": env["DOTPROXY_TLS_CA_FILE"] == "/etc/dotproxy/tls/ca.pem",
+    "metrics go to statsd as plain lines": env["DOTPROXY_STATSD_ADDR"] == "statsd:8125" and env["DOTPROXY_STATSD_FORMAT"] == "statsd",
+    "no drain period set (no load balancer)": "DOTPROXY_LAMEDUCK" not in env,
+    "liveness health check": dp["healthcheck"]["test"] == ["CMD", "/dotproxy", "healthcheck"],
+    "waits for unbound healthy": dp["depends_on"]["unbound"]["condition"] == "service_healthy",
+    "published on 127.0.0.1:1053 only": all(str(p).startswith("127.0.0.1:1053:53/") for p in dp["ports"]) if isinstance(dp["ports"][0], str)
+        else all(p["host_ip"] == "127.0.0.1" and str(p["published"]) == "1053" for p in dp["ports"]),
+    "every image is built here": all("build" in v for v in s.values()),
+    "every name comes from LOCAL_STACK": [v["container_name"] for v in (dp, ub, st)] == ["dotproxy-local-dotproxy", "dotproxy-local-unbound", "dotproxy-local-statsd"]
+        and c["networks"]["default"]["name"] == "dotproxy-local" and c["volumes"]["tls"]["name"] == "dotproxy-local-tls",
+    "unbound refuses to recurse unless asked": ub["environment"]["LOCAL_RECURSION"] == "no",
+    "dotproxy is read-only, with no capability": dp["read_only"] is True and dp["cap_drop"] == ["ALL"],
+}
+bad = [k for k, ok in checks.items() if not ok]
+for k in bad:
+    print("    not so:", k)
+sys.exit(1 if bad else 0)
+PY
+	"$PY" "$TMP/local_wiring.py" "$TMP/local.yml"
+}
+check "local stack: wiring, health check, names and defaults" local_wiring
+local_named() {
+	local cfg
+	cfg=$(LOCAL_STACK=ci-x LOCAL_PORT=20053 "${COMPOSE[@]}" -f docker-compose.yml config) &&
+		grep -q 'container_name: ci-x-statsd' <<<"$cfg" && grep -q 'name: ci-x-tls' <<<"$cfg" &&
+		grep -q '20053' <<<"$cfg"
+}
+check "local stack: LOCAL_STACK and LOCAL_PORT rename and move it" local_named
+sed 's/^    healthcheck:$/    healthcheck_typo:/' docker-compose.yml >"$TMP/bad-local.yml"
+check "compose config rejects a broken copy of it" fails compose_config "${COMPOSERS[0]}" "$TMP/bad-local.yml"
+
+# ---------------------------------------------------------------------------
+section "deploy/homelab/docker-compose.yml"
+HL=deploy/homelab
+for c in "${COMPOSERS[@]}"; do
+	check "$c config accepts $HL/docker-compose.yml" compose_config "$c" "$HL/docker-compose.yml"
+done
+# As a user runs it: in deploy/homelab, which is the project directory.
+homelab() { (cd "$HL" && "${COMPOSE[@]}" "$@"); }
 compose_services() {
-	[ "$("${COMPOSE[@]}" -f docker-compose.yml config --services | sort | tr '\n' ' ')" = "dotproxy grafana graphite " ]
+	[ "$(homelab config --services | sort | tr '\n' ' ')" = "dotproxy grafana graphite " ]
 }
 check "compose defines dotproxy, graphite and grafana" compose_services
 compose_wiring() {
 	local cfg
-	cfg=$("${COMPOSE[@]}" -f docker-compose.yml config)
+	cfg=$(homelab config)
 	grep -q 'DOTPROXY_STATSD_ADDR: graphite:8125' <<<"$cfg" &&
 		grep -q 'DOTPROXY_STATSD_FORMAT: statsd' <<<"$cfg" &&
-		grep -q '/opt/statsd/config/udp.js' <<<"$cfg" &&
+		grep -q "$ROOT/$HL/statsd/udp.js:/opt/statsd/config/udp.js" <<<"$cfg" &&
+		grep -q "$ROOT/$HL/grafana/provisioning:/etc/grafana/provisioning" <<<"$cfg" &&
+		grep -q "$ROOT/deploy/grafana/dotproxy.json:/var/lib/grafana/dashboards/dotproxy.json" <<<"$cfg" &&
+		grep -q "context: $ROOT\$" <<<"$cfg" &&
 		grep -q '/dotproxy' <<<"$cfg" && grep -q 'healthcheck' <<<"$cfg" &&
-		grep -q 'restart: unless-stopped' <<<"$cfg" &&
-		grep -q 'deploy/grafana/dotproxy.json' <<<"$cfg"
+		grep -q 'restart: unless-stopped' <<<"$cfg"
 }
-check "compose wires statsd, health check, restart policy and the dashboard" compose_wiring
-# The CI override (deploy/compose/ci.yml, run for real by e2e/compose.sh):
+check "compose wires statsd, health check, restart policy, the dashboard and the build context" compose_wiring
+mounts_exist() {
+	local p ok=0
+	while IFS= read -r p; do
+		[ -e "$p" ] || {
+			echo "    missing: $p"
+			ok=1
+		}
+	done < <(homelab config | sed -n 's/^ *- \(\/[^:]*\):.*/\1/p')
+	return "$ok"
+}
+check "every file the homelab stack mounts exists" mounts_exist
+# The CI override (deploy/homelab/ci.yml, run for real by e2e/compose.sh):
 # it merges, names the upstreams by host name, and leaves Grafana out.
 ci_env=(CI_DIR=/nonexistent CI_SUBNET=10.250.0.0/24 CI_IP_RANGE=10.250.0.0/25
 	CI_UPSTREAM1_IP=10.250.0.201 CI_UPSTREAM2_IP=10.250.0.202 DOTPROXY_TAG=ci)
 compose_ci() {
-	env "${ci_env[@]}" "${COMPOSE[@]}" -f docker-compose.yml -f deploy/compose/ci.yml --project-directory "$ROOT" "$@"
+	env "${ci_env[@]}" "${COMPOSE[@]}" -f "$HL/docker-compose.yml" -f "$HL/ci.yml" "$@"
 }
 compose_ci_merges() {
 	local cfg
@@ -75,8 +154,8 @@ compose_ci_merges() {
 		grep -q 'ipv4_address: 10.250.0.201' <<<"$cfg" &&
 		"$PY" -c 'import sys, yaml; c = yaml.safe_load(sys.stdin); sys.exit(c["services"]["grafana"].get("profiles") != ["grafana"])' <<<"$cfg"
 }
-check "compose: docker-compose.yml + deploy/compose/ci.yml merge as e2e/compose.sh runs them" compose_ci_merges
-compose_ci_needs_env() { ! "${COMPOSE[@]}" -f docker-compose.yml -f deploy/compose/ci.yml config -q >/dev/null 2>&1; }
+check "compose: $HL/docker-compose.yml + ci.yml merge as e2e/compose.sh runs them" compose_ci_merges
+compose_ci_needs_env() { ! "${COMPOSE[@]}" -f "$HL/docker-compose.yml" -f "$HL/ci.yml" config -q >/dev/null 2>&1; }
 check "compose: the CI override refuses to run without its CI_* settings" compose_ci_needs_env
 # Third-party images: only tags their own documentation names (none can be
 # pulled here to confirm them; the compose file says so).
@@ -87,11 +166,11 @@ third_party_tags() {
 	[ "$refs" = "gcr.io/datadoghq/agent:7 grafana/grafana:11.3.0 graphiteapp/graphite-statsd:1.1.10-5 public.ecr.aws/datadog/agent:7 " ]
 }
 check "compose/ECS/Nomad name only the reviewed third-party tags" third_party_tags
-sed 's/^    restart: unless-stopped/    restart_policy_typo: unless-stopped/' docker-compose.yml >"$TMP/bad-compose.yml"
-check "compose config rejects a broken copy" fails compose_config "$TMP/bad-compose.yml"
+sed 's/^    restart: unless-stopped/    restart_policy_typo: unless-stopped/' "$HL/docker-compose.yml" >"$TMP/bad-compose.yml"
+check "compose config rejects a broken copy" fails compose_config "${COMPOSERS[0]}" "$TMP/bad-compose.yml"
 yaml_parses() { "$PY" -c 'import sys, yaml; [yaml.safe_load(open(f)) for f in sys.argv[1:]]' "$@"; }
-check "Grafana provisioning YAML parses" yaml_parses deploy/compose/grafana/provisioning/*/*.yml
-statsd_config() { jq -e '.percentThreshold | index(99)' deploy/compose/statsd/udp.js >/dev/null; }
+check "Grafana provisioning YAML parses" yaml_parses "$HL"/grafana/provisioning/*/*.yml
+statsd_config() { jq -e '.percentThreshold | index(99)' "$HL/statsd/udp.js" >/dev/null; }
 check "statsd config parses and computes the 99th percentile" statsd_config
 
 # ---------------------------------------------------------------------------
@@ -268,10 +347,10 @@ section "Dockerfile"
 # Requirements from issue 5 that a reader could break without noticing.
 dockerfile_requirements() {
 	local f=Dockerfile
-	grep -Eq '^FROM --platform=.BUILDPLATFORM golang:.[{]GO_VERSION[}] AS build' "$f" &&
+	# shellcheck disable=SC2016 # the Dockerfile's own text
+	grep -Fq 'FROM --platform=${BUILDPLATFORM:-linux} golang:${GO_VERSION} AS build' "$f" &&
 		grep -q '^ARG GO_VERSION=1.26' "$f" &&
 		grep -q 'TARGETOS' "$f" && grep -q 'TARGETARCH' "$f" &&
-		grep -q -- '--mount=type=cache,target=/go/pkg/mod' "$f" &&
 		grep -q 'CGO_ENABLED=0' "$f" && grep -q -- '-trimpath' "$f" &&
 		grep -q '^FROM scratch' "$f" &&
 		grep -q '^USER 65532:65532' "$f" &&
@@ -284,6 +363,11 @@ check "Dockerfile: multi-stage, static, scratch, non-root, 53, health check, lab
 # fail where no registry is reachable (CI here); the built-in one reads it all.
 no_syntax_line() { ! grep -Eiq '^#[[:space:]]*syntax[[:space:]]*=' Dockerfile; }
 check "Dockerfile: no '# syntax=' line (builds with no registry)" no_syntax_line
+# The legacy builder (a Docker 23+ CLI without buildx, docker-compose 1.29)
+# rejects RUN flags and leaves $BUILDPLATFORM empty; the FROM line above
+# falls back for the latter.
+no_buildkit_only() { ! grep -Eq '^RUN[[:space:]]+--' Dockerfile; }
+check "Dockerfile: no RUN --mount or other BuildKit-only flag (the legacy builder reads it)" no_buildkit_only
 dockerignore_keeps_sources() { ! grep -Eq '^(\*\.go|go\.(mod|sum))$' .dockerignore; }
 check ".dockerignore keeps go.mod, go.sum and the sources" dockerignore_keeps_sources
 if apt-cache policy hadolint 2>/dev/null | grep -q 'Candidate: [0-9]'; then

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# compose.sh: the repository's docker-compose.yml brought up for real, with
-# deploy/compose/ci.yml on top for what cannot be pulled here (two unbound
-# DoT upstreams named by host name, a statsd stand-in for graphite-statsd,
-# Grafana left out), then failover across those containers:
+# compose.sh: the homelab stack (deploy/homelab/docker-compose.yml) brought
+# up for real, with deploy/homelab/ci.yml on top for what cannot be pulled
+# here (two unbound DoT upstreams named by host name, a statsd stand-in for
+# graphite-statsd, Grafana left out), then failover across those containers:
 #
 #   - queries answered through the published port (127.0.0.1, a high port);
 #   - metrics reach the receiver over the compose network by service name;
@@ -40,8 +40,10 @@ fi
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/dotproxy-compose.XXXXXX")
 chmod 0755 "$WORK"
 PROJECT=$DK_PREFIX
-COMPOSE=("${COMPOSE_BIN[@]}" -p "$PROJECT" --project-directory "$E2E_ROOT"
-	-f "$E2E_ROOT/docker-compose.yml" -f "$E2E_ROOT/deploy/compose/ci.yml")
+# The project directory is the first file's, as for a user who runs
+# `docker compose up` in deploy/homelab.
+COMPOSE=("${COMPOSE_BIN[@]}" -p "$PROJECT"
+	-f "$E2E_ROOT/deploy/homelab/docker-compose.yml" -f "$E2E_ROOT/deploy/homelab/ci.yml")
 NET=${PROJECT}_default
 # Compose v1 names containers PROJECT_SERVICE_1; v2 PROJECT-SERVICE-1.
 cname() {
