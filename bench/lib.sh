@@ -87,7 +87,7 @@ bench_dotproxy() {
 		cp "$DOTPROXY_BIN" "$out"
 		BENCH_DP_REV="DOTPROXY_BIN=$DOTPROXY_BIN"
 	else
-		(cd "$root" && go build -o "$out" .)
+		(cd "$root" && CGO_ENABLED=0 go build -o "$out" .)
 		BENCH_DP_REV=$(bench_rev "$root")
 	fi
 }
