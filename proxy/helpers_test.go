@@ -199,6 +199,13 @@ func clone[K comparable](m map[K]int) map[K]int {
 // start runs a proxy on a free loopback port until the test ends.
 func start(tb testing.TB, r proxy.Resolver, mod func(*proxy.Config)) (*proxy.Server, string, *counter) {
 	tb.Helper()
+	return startWith(tb, r, mod, nil)
+}
+
+// startWith is start with before, if not nil, applied to the Server
+// between New and Start.
+func startWith(tb testing.TB, r proxy.Resolver, mod func(*proxy.Config), before func(*proxy.Server)) (*proxy.Server, string, *counter) {
+	tb.Helper()
 	obs := newCounter()
 	cfg := proxy.Config{
 		Listen:   []string{"127.0.0.1:0"},
@@ -212,6 +219,9 @@ func start(tb testing.TB, r proxy.Resolver, mod func(*proxy.Config)) (*proxy.Ser
 	s, err := proxy.New(cfg)
 	if err != nil {
 		tb.Fatal(err)
+	}
+	if before != nil {
+		before(s)
 	}
 	if err := s.Start(); err != nil {
 		tb.Fatal(err)

@@ -24,30 +24,7 @@ import (
 // startLimiting runs a proxy as start does, rate-limiting loopback clients.
 func startLimiting(tb testing.TB, r proxy.Resolver, mod func(*proxy.Config)) (*proxy.Server, string, *counter) {
 	tb.Helper()
-	obs := newCounter()
-	cfg := proxy.Config{
-		Listen:   []string{"127.0.0.1:0"},
-		Resolver: r,
-		Observer: obs,
-		Logger:   slog.New(slog.DiscardHandler),
-	}
-	if mod != nil {
-		mod(&cfg)
-	}
-	s, err := proxy.New(cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	proxy.LimitLoopback(s)
-	if err := s.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-	})
-	return s, s.Addrs()[0], obs
+	return startWith(tb, r, mod, proxy.LimitLoopback)
 }
 
 // dotResolver is the balancer over one pool to a DNS-over-TLS server with
