@@ -14,7 +14,7 @@ import (
 // UDP query gets TC (slip 1), its TCP retry the resolver's answer, and the
 // log names its prefix once, at warn level.
 func TestRateLimitThroughTheBinary(t *testing.T) {
-	ip := hostAddr(t).String()
+	ip := dottest.HostAddr(t).String()
 	srv := dottest.Start(t, dottest.Options{})
 	env := upstreamEnv(t, srv)
 	env["DOTPROXY_LISTEN"] = net.JoinHostPort(ip, "0")

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"net"
-	"net/netip"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -131,7 +130,7 @@ func TestStatusShowsEveryUpstream(t *testing.T) {
 // question goes nowhere; `dotproxy status` on the host still gets the
 // answer, since it asks from loopback.
 func TestStatusRefusedOffLoopback(t *testing.T) {
-	ip := hostAddr(t)
+	ip := dottest.HostAddr(t)
 	var seen asksAbout
 	up := dottest.Start(t, dottest.Options{Inspect: seen.inspect})
 	env := upstreamEnv(t, up)
@@ -151,32 +150,6 @@ func TestStatusRefusedOffLoopback(t *testing.T) {
 	if n := seen.n.Load(); n != 0 {
 		t.Fatalf("the upstream was asked about the proxy's own zone %d times", n)
 	}
-}
-
-// hostAddr returns an IPv4 address of this host that is not loopback, or
-// skips the test on a host with none.
-func hostAddr(t *testing.T) netip.Addr {
-	t.Helper()
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range addrs {
-		p, err := netip.ParsePrefix(a.String())
-		if err != nil || !p.Addr().Is4() || p.Addr().IsLoopback() || p.Addr().IsLinkLocalUnicast() {
-			continue
-		}
-		// One a socket can be bound to, as a client sends from it.
-		if l, err := net.ListenPacket("udp", netip.AddrPortFrom(p.Addr(), 0).String()); err == nil {
-			l.Close()
-			return p.Addr()
-		}
-	}
-	// A test of what a client off loopback gets needs one address that is
-	// not loopback; every machine on a network, or running Docker
-	// (docker0), has one.
-	t.Fatal("this host has no IPv4 address but loopback: bring up any interface (or Docker's docker0) to run this test")
-	return netip.Addr{}
 }
 
 // TestLivenessAndReadiness with every upstream down: healthcheck (liveness)

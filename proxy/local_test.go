@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dotproxy/dotproxy/internal/dottest"
 	"github.com/dotproxy/dotproxy/proxy"
 	"github.com/miekg/dns"
 )
@@ -158,7 +159,7 @@ func TestStatusTooLargeIsCut(t *testing.T) {
 // that is not loopback, as a client on the network would: REFUSED over
 // both transports, and the question never reaches the resolver.
 func TestStatusRefusedOffLoopback(t *testing.T) {
-	ip := nonLoopbackAddr(t)
+	ip := dottest.HostAddr(t)
 	r := &echoResolver{}
 	_, addr, obs := start(t, r, func(c *proxy.Config) {
 		c.Listen = []string{net.JoinHostPort(ip.String(), "0")}
@@ -175,27 +176,6 @@ func TestStatusRefusedOffLoopback(t *testing.T) {
 	if got := obs.snapshot().refused; got != 2 {
 		t.Fatalf("%d refusals counted, want 2", got)
 	}
-}
-
-// nonLoopbackAddr returns an address of this host that is not loopback,
-// or skips the test on a host with none.
-func nonLoopbackAddr(t *testing.T) netip.Addr {
-	t.Helper()
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range addrs {
-		p, err := netip.ParsePrefix(a.String())
-		if err == nil && p.Addr().Is4() && !p.Addr().IsLoopback() && !p.Addr().IsLinkLocalUnicast() {
-			return p.Addr()
-		}
-	}
-	// A test of what a client off loopback gets needs one address that is
-	// not loopback; every machine on a network, or running Docker
-	// (docker0), has one.
-	t.Fatal("this host has no IPv4 address but loopback: bring up any interface (or Docker's docker0) to run this test")
-	return netip.Addr{}
 }
 
 // TestMalformedStatusQueries: a status question that does not parse is
