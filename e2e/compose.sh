@@ -69,7 +69,6 @@ on_exit() {
 }
 trap on_exit EXIT
 trap 'exit 130' INT TERM
-figure() { printf 'figure: %s\n' "$*"; }
 now_ms() { date +%s%3N; }
 
 # ---------------------------------------------------------------------------

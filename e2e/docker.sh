@@ -57,7 +57,6 @@ on_exit() {
 }
 trap on_exit EXIT
 trap 'exit 130' INT TERM
-figure() { printf 'figure: %s\n' "$*"; }
 
 # ---------------------------------------------------------------------------
 e2e_section "image: docker build of the repository's Dockerfile"

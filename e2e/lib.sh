@@ -96,6 +96,10 @@ e2e_sigterm() {
 	done
 }
 
+# figure TEXT: prints a measured figure on a line of its own, which
+# CI's log and the docs quote as it stands.
+figure() { printf 'figure: %s\n' "$*"; }
+
 # e2e_require SCRIPT [root] TOOL...: exits 2 with a message unless every TOOL
 # is installed and, with "root", the script runs as root.
 e2e_require() {

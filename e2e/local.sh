@@ -55,7 +55,6 @@ on_exit() {
 }
 trap on_exit EXIT
 trap 'exit 130' INT TERM
-figure() { printf 'figure: %s\n' "$*"; }
 
 TXT='"answered by unbound over DNS-over-TLS, through dotproxy"'
 ask() { kdig @127.0.0.1 -p "$LOCAL_PORT" +time=5 +retry=0 "$@" 2>&1; }

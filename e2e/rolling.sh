@@ -49,7 +49,6 @@ on_exit() {
 }
 trap on_exit EXIT
 trap 'exit 130' INT TERM
-figure() { printf 'figure: %s\n' "$*"; }
 
 # The drain period: longer than a readiness poll and the docker exec it
 # takes on a busy machine, so that the balancer has stopped sending before
